@@ -1,0 +1,351 @@
+"""`encode` a dict of tensors to bytes and `decode` it back: the codec's public entry points."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from fedbench.codec import cabac, container, quant, sparse
+from fedbench.codec.config import CodecConfig
+from fedbench.codec.container import (
+    CODER_EMPTY,
+    CODER_NNC,
+    CODER_SPARSE,
+    KIND_LOSSLESS,
+    KIND_QUANTIZED,
+    TensorEntry,
+)
+from fedbench.codec.errors import (
+    CodecError,
+    CorruptStreamError,
+    InvalidTensorError,
+    SettingsError,
+)
+
+__all__ = ["DEFAULT_MAX_ELEMENTS", "decode", "encode"]
+
+# Hard cap on the elements one stream may announce (1 GiB of float32): decode refuses more
+# before allocating anything; pass max_elements to raise it for genuinely larger models.
+DEFAULT_MAX_ELEMENTS = 1 << 28
+
+_INT32_MIN = -(1 << 31)
+_INT32_MAX = (1 << 31) - 1
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+# Below this many elements in all, or per item, a thread pool costs more than it saves (small
+# tensors spend their time in Python, under the GIL).
+_PARALLEL_MIN_ELEMENTS = 1 << 18
+_PARALLEL_MIN_PER_ITEM = 1 << 12
+
+
+def _pmap(
+    fn: Callable[[_T], _R], items: Iterable[_T], threads: int, work: int | None = None
+) -> list[_R]:
+    """map over a thread pool (the kernels release the GIL); serial for one thread or little work."""
+    items = list(items)
+    small = work is not None and (
+        work < _PARALLEL_MIN_ELEMENTS or work < _PARALLEL_MIN_PER_ITEM * len(items)
+    )
+    if threads <= 1 or len(items) <= 1 or small:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as ex:
+        return list(ex.map(fn, items))
+
+
+def _threads(n: int | None) -> int:
+    return n if n is not None else (os.cpu_count() or 1)
+
+
+# ----------------------------------------------------------------------------- encode
+
+
+@dataclass
+class _Prepared:
+    entry: TensorEntry
+    levels: np.ndarray  # int32, original shape
+
+
+def _as_array(name: object, value: Any) -> np.ndarray:
+    if not isinstance(name, str):
+        raise InvalidTensorError(f"tensor names must be strings, got {type(name).__name__} {name!r}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidTensorError(f"tensor name {name!r} cannot be encoded as UTF-8") from exc
+    if len(name.encode("utf-8")) > container.MAX_NAME_BYTES:
+        raise InvalidTensorError(f"tensor name {name[:40]!r}... is longer than 65536 bytes")
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # anything np.asarray chokes on is not a tensor for us
+        raise InvalidTensorError(f"tensor {name!r}: not convertible to an array ({exc})") from exc
+    if arr.dtype.name not in container.DTYPE_CODES:
+        raise InvalidTensorError(
+            f"tensor {name!r}: dtype {arr.dtype} is not supported (bool, integer and "
+            "float16/32/64 tensors are)"
+        )
+    if arr.ndim > container.MAX_NDIM:
+        raise InvalidTensorError(f"tensor {name!r}: {arr.ndim} dimensions (at most 32)")
+    return arr
+
+
+def _lossless_levels(name: str, arr: np.ndarray) -> np.ndarray:
+    if arr.size and arr.dtype.kind in "iu" and arr.dtype.itemsize >= 4:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < _INT32_MIN or hi > _INT32_MAX:
+            raise InvalidTensorError(
+                f"tensor {name!r}: integer values in [{lo}, {hi}] exceed the int32 range the "
+                "coder stores; cast or split the tensor"
+            )
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+def _urq(w32: np.ndarray, qp: int, qp_density: int) -> np.ndarray | None:
+    """Uniform levels (quant.quantize_uniform's arithmetic), None unless all fit the CABAC."""
+    scale = np.float32(np.float32(1.0) / np.float32(quant.step_size(qp, qp_density)))
+    levels = sparse.quantize_uniform_fast(w32, scale)
+    if levels is None or (levels.size and int(levels.min()) == _INT32_MIN):
+        return None
+    return levels
+
+
+def _quantize(
+    w32: np.ndarray, qp: int, dq: bool, weight: bool, cfg: CodecConfig,
+    importance: np.ndarray | None,
+) -> tuple[np.ndarray, int]:
+    """Levels and the QP used: a QP too fine for the tensor's range is coarsened (stored)."""
+    fast = not dq and (cfg.lambda_scale == 0.0 or not weight)
+    if fast:
+        levels = _urq(w32, qp, cfg.qp_density)
+        if levels is not None:
+            return levels, qp
+    if w32.size:
+        qp = quant.safe_qp(w32, qp, cfg.qp_density)
+    # safe_qp follows NNCodec's formula, which can land one step short at the int32 edge;
+    # the CABAC also refuses -2^31. Coarsen until the levels fit (each 2^d steps halve them).
+    for _ in range(64 << cfg.qp_density):
+        if fast:
+            levels = _urq(w32, qp, cfg.qp_density)
+            if levels is not None:
+                return levels, qp
+        try:
+            levels = quant.quantize(
+                w32, qp, cfg.qp_density, dq=dq,
+                lambda_scale=cfg.lambda_scale if weight else 0.0,
+                importance=importance if weight else None, scan_order=cfg.scan_order,
+                cabac_unary_length=cfg.cabac_unary_length,
+            )
+        except SettingsError as exc:
+            if "overflow" not in str(exc):
+                raise
+            qp += 1
+            continue
+        if not levels.size or int(levels.min()) > _INT32_MIN:
+            return levels, qp
+        qp += 1
+    raise InvalidTensorError("no QP keeps this tensor's levels inside the int32 range")
+
+
+def _prepare(
+    name: str, arr: np.ndarray, cfg: CodecConfig, importance: np.ndarray | None
+) -> _Prepared:
+    shape = tuple(int(d) for d in arr.shape)
+    if arr.dtype.kind == "f":
+        if arr.dtype == np.float64:
+            with np.errstate(over="ignore", invalid="ignore"):
+                w32 = np.ascontiguousarray(arr, dtype=np.float32)
+        else:
+            w32 = np.ascontiguousarray(arr, dtype=np.float32)
+        if not np.isfinite(w32).all():
+            raise InvalidTensorError(
+                f"tensor {name!r}: contains NaN or Inf (or values beyond float32 range)"
+            )
+        weight = arr.ndim >= 2
+        qp = cfg.qp if weight else cfg.nonweight_qp
+        dq = cfg.dq and weight
+        levels, qp = _quantize(w32, qp, dq, weight, cfg, importance)
+        entry = TensorEntry(
+            name=name, dtype=arr.dtype.name, shape=shape, kind=KIND_QUANTIZED, coder=CODER_NNC,
+            qp=int(qp), qp_density=cfg.qp_density, dq=dq,
+        )
+    else:
+        levels = _lossless_levels(name, arr)
+        entry = TensorEntry(
+            name=name, dtype=arr.dtype.name, shape=shape, kind=KIND_LOSSLESS, coder=CODER_NNC,
+        )
+    return _Prepared(entry, np.ascontiguousarray(levels, dtype=np.int32).reshape(shape))
+
+
+def _chan_zero_list(levels: np.ndarray) -> np.ndarray:
+    rows = levels.reshape(levels.shape[0], -1)
+    return (~rows.any(axis=1)).astype(np.int32)
+
+
+def _nnc_job(p: _Prepared, cfg: CodecConfig) -> list[bytes]:
+    e = p.entry
+    lv = p.levels if p.levels.ndim >= 1 else p.levels.reshape(1)
+    matrix = lv.ndim >= 2 and lv.shape[0] > 1 and lv.size // lv.shape[0] > 1
+    e.scan_order = cfg.scan_order if matrix else 0
+    e.param_opt = cfg.param_opt
+    e.cabac_unary_length = cfg.cabac_unary_length
+    e.dq_flag = e.kind == KIND_QUANTIZED and e.dq
+    # DQ + row skip + blocked scan does not round-trip in NNCodec (conformance quirk Q01):
+    # row skipping is dropped for that combination.
+    e.row_skip = cfg.row_skip and lv.ndim >= 2 and not (e.dq_flag and e.scan_order > 0)
+    czl = _chan_zero_list(lv) if lv.ndim >= 2 else np.zeros(lv.shape[0], dtype=np.int32)
+    kwargs = {
+        "cabac_unary_length": e.cabac_unary_length, "param_opt_flag": int(e.param_opt),
+        "dq_flag": int(e.dq_flag), "scan_order": e.scan_order, "general_profile_idc": 1,
+        "parent_node_id_present_flag": 0, "rowSkipFlag": int(e.row_skip), "ChanZeroList": czl,
+    }
+    if e.scan_order > 0:
+        # Entry points let the decoder code block rows in parallel; getting them costs a decode.
+        payload, eps = cabac.encode_levels_with_entry_points(lv, **kwargs)
+        e.entry_points = [int(x) for x in eps]
+    else:
+        payload = cabac.encode_levels(lv, **kwargs)
+    payload = bytes(payload)
+    e.segments = [(0, len(payload))]
+    return [payload]
+
+
+def _sparse_jobs(p: _Prepared, cfg: CodecConfig) -> list[tuple[_Prepared, int, int]]:
+    e = p.entry
+    n = p.levels.size
+    if n == 0 or not p.levels.any():
+        e.coder = CODER_EMPTY
+        return []
+    e.coder = CODER_SPARSE
+    seg = cfg.segment_elements if cfg.segment_elements and n > cfg.segment_elements else n
+    e.segment_elements = seg if seg < n else 0
+    return [(p, start, min(n, start + seg)) for start in range(0, n, seg)]
+
+
+def _sparse_code(job: tuple[_Prepared, int, int]) -> tuple[int, bytes]:
+    p, start, stop = job
+    return sparse.choose_and_encode(p.levels.reshape(-1)[start:stop])
+
+
+def encode(
+    tensors: Mapping[str, Any],
+    config: CodecConfig | None = None,
+    *,
+    importance: Mapping[str, Any] | None = None,
+) -> bytes:
+    """Encode a name -> tensor mapping (numpy arrays, CPU torch tensors, ...) into one stream."""
+    cfg = CodecConfig() if config is None else config
+    if not isinstance(cfg, CodecConfig):
+        raise SettingsError(f"config must be a CodecConfig, got {type(cfg).__name__}")
+    if not isinstance(tensors, Mapping):
+        raise InvalidTensorError(f"tensors must be a mapping name -> array, got {type(tensors)}")
+    items = [(name, _as_array(name, value)) for name, value in tensors.items()]
+    imp = dict(importance or {})
+    unknown = set(imp) - {name for name, _ in items}
+    if unknown:
+        raise InvalidTensorError(f"importance given for unknown tensors {sorted(unknown)}")
+    threads = _threads(cfg.num_threads)
+    work = sum(arr.size for _, arr in items)
+    prepared = _pmap(
+        lambda it: _prepare(it[0], it[1], cfg, imp.get(it[0])), items, threads, work
+    )
+    if cfg.mode == "nnc":
+        for p in prepared:
+            if p.levels.size == 0:
+                p.entry.coder = CODER_EMPTY
+        coded = [p for p in prepared if p.entry.coder == CODER_NNC]
+        payload_lists = _pmap(lambda p: _nnc_job(p, cfg), coded, threads, work)
+        payloads = [b for pl in payload_lists for b in pl]
+    else:
+        jobs = [j for p in prepared for j in _sparse_jobs(p, cfg)]
+        results = _pmap(_sparse_code, jobs, threads, work)
+        payloads = []
+        for (p, _, _), (method, payload) in zip(jobs, results, strict=True):
+            p.entry.segments.append((method, len(payload)))
+            payloads.append(payload)
+    return container.write(cfg.mode, [p.entry for p in prepared], payloads)
+
+
+# ----------------------------------------------------------------------------- decode
+
+
+def _decode_nnc(e: TensorEntry, data: bytes) -> np.ndarray:
+    payload = data[e.offset : e.offset + e.payload_length]
+    shape = e.shape if len(e.shape) >= 1 else (1,)
+    kwargs: dict[str, Any] = {
+        "cabac_unary_length": e.cabac_unary_length, "dq_flag": int(e.dq_flag),
+        "scan_order": e.scan_order, "general_profile_idc": 1, "parent_node_id_present_flag": 0,
+        "num_threads": 1,
+    }
+    if e.entry_points:
+        kwargs["entry_points"] = np.asarray(e.entry_points, dtype=np.uint64)
+    try:
+        lv = cabac.decode_levels(payload, shape, **kwargs)
+    except CodecError as exc:
+        raise CorruptStreamError(f"tensor {e.name!r}: {exc}") from exc
+    except Exception as exc:  # a damaged payload must not surface as IndexError & co.
+        raise CorruptStreamError(f"tensor {e.name!r}: NNC payload does not decode ({exc})") from exc
+    return np.asarray(lv, dtype=np.int32).reshape(-1)
+
+
+def _decode_segment(job: tuple[TensorEntry, np.ndarray, bytes, int, int, int]) -> None:
+    e, out, data, method, start, stop = job
+    try:
+        sparse.decode_into(data, method, out[start:stop])
+    except CorruptStreamError as exc:
+        raise CorruptStreamError(f"tensor {e.name!r}: {exc}") from exc
+
+
+_INT_RANGES = {
+    "bool": (0, 1), "int8": (-128, 127), "int16": (-32768, 32767), "uint8": (0, 255),
+    "uint16": (0, 65535), "uint32": (0, _INT32_MAX), "uint64": (0, _INT32_MAX),
+}
+
+
+def _finish(e: TensorEntry, flat: np.ndarray) -> np.ndarray:
+    lv = flat.reshape(e.shape)
+    if e.kind == KIND_QUANTIZED:
+        # quant.dequantize's float32 step * float32(level), in one pass.
+        step = np.float32(quant.step_size(e.qp, e.qp_density))
+        return np.multiply(lv, step, dtype=np.float32).astype(e.dtype, copy=False)
+    lo_hi = _INT_RANGES.get(e.dtype)
+    if lo_hi is not None and lv.size and (lv.min() < lo_hi[0] or lv.max() > lo_hi[1]):
+        raise CorruptStreamError(f"tensor {e.name!r}: decoded values do not fit {e.dtype}")
+    return lv.astype(e.dtype)
+
+
+def decode(
+    data: bytes, *, num_threads: int | None = None, max_elements: int = DEFAULT_MAX_ELEMENTS
+) -> dict[str, np.ndarray]:
+    """Decode a stream made by `encode`; float tensors come back in their original dtype."""
+    entries = container.parse(data, max_elements=max_elements)
+    data = bytes(data)
+    threads = _threads(num_threads)
+    flats: dict[str, np.ndarray] = {}
+    seg_jobs = []
+    nnc_entries = []
+    for e in entries:
+        if e.coder == CODER_EMPTY:
+            flats[e.name] = container.empty_levels(e)
+        elif e.coder == CODER_NNC:
+            nnc_entries.append(e)
+        else:
+            out = container.empty_levels(e)
+            flats[e.name] = out
+            pos = e.offset
+            for (method, length), (start, stop) in zip(
+                e.segments, container.segment_bounds(e), strict=True
+            ):
+                seg_jobs.append((e, out, data[pos : pos + length], method, start, stop))
+                pos += length
+    work = sum(e.size for e in entries)
+    _pmap(_decode_segment, seg_jobs, threads, work)
+    nnc_levels = _pmap(lambda e: _decode_nnc(e, data), nnc_entries, threads, work)
+    for e, lv in zip(nnc_entries, nnc_levels, strict=True):
+        flats[e.name] = lv
+    return {e.name: _finish(e, flats[e.name]) for e in entries}
