@@ -1,0 +1,61 @@
+"""Server-side strategy (Flower-like): configure selects the clients of a round, aggregate
+averages their decoded updates weighted by local sample counts (FedAvg)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["FedAvgStrategy", "derive_seed", "select_clients", "weighted_mean"]
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 32-bit seed derived from `seed` and integer keys (round, client, purpose)."""
+    return int(np.random.SeedSequence([int(seed), *[int(k) for k in keys]]).generate_state(1)[0])
+
+
+def select_clients(num_clients: int, fraction: float, seed: int, round_: int) -> list[int]:
+    """Seeded choice of max(1, round(fraction * num_clients)) clients for a round, sorted."""
+    m = max(1, round(fraction * num_clients))
+    if m >= num_clients:
+        return list(range(num_clients))
+    rng = np.random.default_rng(derive_seed(seed, round_, 0x5E1EC7))
+    return sorted(int(i) for i in rng.choice(num_clients, size=m, replace=False))
+
+
+def weighted_mean(
+    updates: list[dict[str, np.ndarray]], weights: list[float]
+) -> dict[str, np.ndarray]:
+    """Sum_k w_k u_k / sum_k w_k per tensor (float64 accumulation, float32 result)."""
+    if not updates:
+        raise ValueError("weighted_mean: no updates")
+    if len(updates) != len(weights):
+        raise ValueError("weighted_mean: one weight per update needed")
+    total = float(sum(weights))
+    if total <= 0:
+        raise ValueError("weighted_mean: weights must sum to a positive number")
+    out = {}
+    for name in updates[0]:
+        acc = np.zeros(updates[0][name].shape, dtype=np.float64)
+        for u, w in zip(updates, weights, strict=True):
+            acc += float(w) * u[name]
+        out[name] = (acc / total).astype(np.float32)
+    return out
+
+
+class FedAvgStrategy:
+    """FedAvg over decoded differential updates with seeded partial participation."""
+
+    def __init__(self, num_clients: int, fraction: float = 1.0, seed: int = 0) -> None:
+        self.num_clients = num_clients
+        self.fraction = fraction
+        self.seed = seed
+
+    def configure(self, round_: int) -> list[int]:
+        """Clients taking part in round `round_` (1-based)."""
+        return select_clients(self.num_clients, self.fraction, self.seed, round_)
+
+    def aggregate(
+        self, results: list[tuple[dict[str, np.ndarray], int]]
+    ) -> dict[str, np.ndarray]:
+        """Mean update weighted by each client's number of local training samples."""
+        return weighted_mean([u for u, _ in results], [n for _, n in results])

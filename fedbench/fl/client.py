@@ -1,0 +1,353 @@
+"""Client side of the simulation: data held as device tensors, local training, evaluation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedbench.fl.adf import is_adf_name
+from fedbench.fl.aggregation import derive_seed
+
+__all__ = [
+    "FederatedData",
+    "evaluate",
+    "federated_data_from_arrays",
+    "load_federated_data",
+    "lr_at_round",
+    "make_optimizer",
+    "train_local",
+]
+
+IGNORE_INDEX = 255
+
+
+@dataclass
+class FederatedData:
+    """Train/test tensors (uint8 NCHW images on the run's device) and the client split."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    task: str
+    num_classes: int
+    client_indices: list[np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def channels(self) -> int:
+        """Image channels."""
+        return int(self.x_train.shape[1])
+
+    def client_sizes(self) -> list[int]:
+        """Number of local training samples per client."""
+        return [len(i) for i in self.client_indices]
+
+
+def _labels_tensor(y: np.ndarray, task: str) -> torch.Tensor:
+    """Labels as the loss expects them: int64 classes, float multi-hot, int64 masks."""
+    if task == "multilabel":
+        return torch.from_numpy(np.asarray(y, dtype=np.float32))
+    if task == "segmentation":
+        return torch.from_numpy(np.asarray(y, dtype=np.int64))
+    return torch.from_numpy(np.asarray(y, dtype=np.int64).reshape(-1))
+
+
+def federated_data_from_arrays(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    client_indices: list[np.ndarray],
+    task: str,
+    num_classes: int,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+    device: str | torch.device = "cpu",
+    meta: dict[str, Any] | None = None,
+) -> FederatedData:
+    """Wrap uint8 NHWC numpy arrays (and a split) as FederatedData on `device`."""
+    c = x_train.shape[-1]
+    mean = mean if mean is not None else [0.5] * c
+    std = std if std is not None else [0.25] * c
+
+    def imgs(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).contiguous().to(device)
+
+    return FederatedData(
+        x_train=imgs(x_train),
+        y_train=_labels_tensor(y_train, task).to(device),
+        x_test=imgs(x_test),
+        y_test=_labels_tensor(y_test, task).to(device),
+        mean=torch.tensor(mean, dtype=torch.float32, device=device).view(1, c, 1, 1),
+        std=torch.tensor(std, dtype=torch.float32, device=device).view(1, c, 1, 1),
+        task=task,
+        num_classes=num_classes,
+        client_indices=[np.asarray(i, dtype=np.int64) for i in client_indices],
+        meta=dict(meta or {}),
+    )
+
+
+def load_federated_data(cfg: Any, device: str | torch.device) -> FederatedData:
+    """Prepare (cached) and load the configured data set, subset it and split it over clients."""
+    from fedbench.data import load_prepared, partition, partition_labels, prepare
+
+    d = cfg.data
+    root = Path(d.root)
+    suffix = f"-{d.image_size}" if d.image_size else ""
+    path = prepare(
+        d.name, root, root / "prepared" / f"{d.name}{suffix}.npz",
+        mirror=d.mirror, image_size=d.image_size,
+    )
+    pd = load_prepared(path)
+    x_tr, y_tr, x_te, y_te = pd.x_train, pd.y_train, pd.x_test, pd.y_test
+    if d.max_train_samples is not None and d.max_train_samples < len(x_tr):
+        rng = np.random.default_rng(derive_seed(cfg.seed, 0x7A1))
+        sel = np.sort(rng.choice(len(x_tr), d.max_train_samples, replace=False))
+        x_tr, y_tr = x_tr[sel], y_tr[sel]
+    if d.max_test_samples is not None and d.max_test_samples < len(x_te):
+        rng = np.random.default_rng(derive_seed(cfg.seed, 0x7E5))
+        sel = np.sort(rng.choice(len(x_te), d.max_test_samples, replace=False))
+        x_te, y_te = x_te[sel], y_te[sel]
+    labels = partition_labels(y_tr, pd.task)
+    parts = partition(
+        labels, d.num_clients, scheme=d.partition, alpha=d.alpha,
+        seed=derive_seed(cfg.seed, 0xD1), min_size=d.min_size,
+    )
+    return federated_data_from_arrays(
+        x_tr, y_tr, x_te, y_te, parts, pd.task, pd.num_classes, pd.mean, pd.std, device,
+        meta=dict(pd.meta),
+    )
+
+
+def _normalize(data: FederatedData, x: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> normalised float32."""
+    return (x.float().div_(255.0) - data.mean) / data.std
+
+
+def _augment(
+    x: torch.Tensor, y: torch.Tensor, task: str, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random horizontal flip (+ random crop with 4-pixel zero padding for image labels)."""
+    b, _, h, w = x.shape
+    flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+    x = torch.where(flip.view(b, 1, 1, 1), x.flip(3), x)
+    if task == "segmentation":
+        y = torch.where(flip.view(b, 1, 1), y.flip(2), y)
+        return x, y
+    pad = 4
+    xp = F.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    rows = (oy.view(b, 1) + torch.arange(h, device=x.device).view(1, h)).view(b, 1, h, 1)
+    cols = (ox.view(b, 1) + torch.arange(w, device=x.device).view(1, w)).view(b, 1, 1, w)
+    bidx = torch.arange(b, device=x.device).view(b, 1, 1, 1)
+    cidx = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
+    return xp[bidx, cidx, rows, cols], y
+
+
+def _loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """Task loss: cross-entropy, BCE-with-logits (multi-label), or pixel CE (ignore 255)."""
+    if task == "multilabel":
+        return F.binary_cross_entropy_with_logits(out, y)
+    if task == "segmentation":
+        if out.shape[-2:] != y.shape[-2:]:
+            out = F.interpolate(out, size=y.shape[-2:], mode="bilinear", align_corners=False)
+        return F.cross_entropy(out, y, ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(out, y)
+
+
+def lr_at_round(train: Any, round_: int) -> float:
+    """Client learning rate in round `round_` (1-based) under the configured schedule."""
+    if train.lr_schedule == "cosine":
+        if train.rounds <= 1:
+            return float(train.lr)
+        t = (round_ - 1) / (train.rounds - 1)
+        return float(train.lr_min + 0.5 * (train.lr - train.lr_min) * (1 + math.cos(math.pi * t)))
+    if train.lr_schedule == "step":
+        return float(train.lr * train.lr_gamma ** sum(1 for m in train.lr_milestones if round_ >= m))
+    return float(train.lr)
+
+
+def make_optimizer(
+    model: nn.Module, train: Any, lr: float, trainable: set[str]
+) -> torch.optim.Optimizer:
+    """SGD/Adam over the trainable parameters; ADF factors get no weight decay."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if name not in trainable:
+            continue
+        (no_decay if is_adf_name(name) else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": train.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if train.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    return torch.optim.SGD(groups, lr=lr, momentum=train.momentum, nesterov=train.nesterov)
+
+
+def _set_trainable(model: nn.Module, trainable: set[str]) -> None:
+    """requires_grad only on the named parameters."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in trainable)
+
+
+def _batches(
+    n: int, batch_size: int, steps: int, gen: torch.Generator
+) -> list[torch.Tensor]:
+    """`steps` mini-batches of local positions, reshuffled every pass, no singleton batches."""
+    out: list[torch.Tensor] = []
+    while len(out) < steps:
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n, batch_size):
+            b = perm[i : i + batch_size]
+            if b.numel() == 1 and n > 1:
+                continue  # BatchNorm cannot train on one sample
+            out.append(b)
+            if len(out) == steps:
+                break
+    return out
+
+
+def local_step_count(n: int, train: Any) -> int:
+    """Number of local mini-batches: local_steps, or local_epochs passes over n samples."""
+    if train.local_steps is not None:
+        return int(train.local_steps)
+    per_epoch = n // train.batch_size + (1 if n % train.batch_size > 1 else 0)
+    return max(1, train.local_epochs * max(per_epoch, 1))
+
+
+def train_local(
+    model: nn.Module,
+    data: FederatedData,
+    indices: np.ndarray,
+    train: Any,
+    lr: float,
+    trainable: set[str],
+    seed: int,
+    steps: int | None = None,
+    augment: bool = False,
+    optimizer_state: dict[str, Any] | None = None,
+    only: set[str] | None = None,
+    bn_mode: str = "batch",
+) -> tuple[float, dict[str, Any]]:
+    """Train `model` in place on the client's samples; returns (mean loss, optimizer state).
+
+    `only` restricts training to a subset of `trainable` (the LSA factor-only steps);
+    `bn_mode`: batch (usual train mode), frozen (running statistics used, not updated) or
+    running (running statistics used, updated from each batch before it is normalised).
+    """
+    names = trainable if only is None else (trainable & only)
+    _set_trainable(model, names)
+    opt = make_optimizer(model, train, lr, names)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
+        for g in opt.param_groups:
+            g["lr"] = lr
+    gen = torch.Generator().manual_seed(derive_seed(seed, 1))
+    torch.manual_seed(derive_seed(seed, 2))  # dropout and other global-RNG layers
+    idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).to(data.x_train.device)
+    n_steps = local_step_count(len(idx), train) if steps is None else steps
+    model.train()
+    hooks = []
+    if bn_mode in ("frozen", "running"):
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+                if bn_mode == "running":
+                    hooks.append(m.register_forward_pre_hook(_update_running_stats))
+    try:
+        return _train_steps(model, data, idx, train, n_steps, gen, augment, opt)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def _update_running_stats(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+    """Forward pre-hook of bn_mode=running: EMA-update running statistics from the batch.
+
+    The layer then normalises with its running statistics (eval mode), so no gradient flows
+    through the statistics and a per-filter factor before it is not cancelled.
+    """
+    x = inputs[0]
+    with torch.no_grad():
+        dims = [0, *range(2, x.dim())]
+        mean = x.mean(dims)
+        var = x.var(dims, unbiased=True) if x.numel() > x.shape[1] else torch.ones_like(mean)
+        m = module.momentum if module.momentum is not None else 0.1
+        module.running_mean.mul_(1 - m).add_(mean, alpha=m)
+        module.running_var.mul_(1 - m).add_(var, alpha=m)
+        module.num_batches_tracked.add_(1)
+
+
+def _train_steps(
+    model: nn.Module,
+    data: FederatedData,
+    idx: torch.Tensor,
+    train: Any,
+    n_steps: int,
+    gen: torch.Generator,
+    augment: bool,
+    opt: torch.optim.Optimizer,
+) -> tuple[float, dict[str, Any]]:
+    """The local mini-batch loop; returns (mean loss, optimizer state)."""
+    device = idx.device
+    total, count = 0.0, 0
+    for b in _batches(len(idx), train.batch_size, n_steps, gen):
+        sel = idx[b.to(device)]
+        x = _normalize(data, data.x_train[sel])
+        y = data.y_train[sel]
+        if augment:
+            x, y = _augment(x, y, data.task, gen)
+        opt.zero_grad(set_to_none=True)
+        loss = _loss(model(x), y, data.task)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * len(sel)
+        count += len(sel)
+    return total / max(count, 1), opt.state_dict()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: FederatedData, batch_size: int) -> dict[str, float]:
+    """Test loss, accuracy and the task metric (accuracy, mAP or mIoU) of `model`."""
+    from fedbench.data import TaskMetric
+
+    model.eval()
+    metric = TaskMetric(data.task, data.num_classes)
+    loss_sum, correct, count, n = 0.0, 0, 0, 0
+    for i in range(0, len(data.x_test), batch_size):
+        x = _normalize(data, data.x_test[i : i + batch_size])
+        y = data.y_test[i : i + batch_size]
+        out = model(x)
+        if data.task == "segmentation" and out.shape[-2:] != y.shape[-2:]:
+            out = F.interpolate(out, size=y.shape[-2:], mode="bilinear", align_corners=False)
+        loss_sum += float(_loss(out, y, data.task)) * len(x)
+        n += len(x)
+        if data.task == "multilabel":
+            correct += int(((out > 0).float() == y).sum())
+            count += y.numel()
+        elif data.task == "segmentation":
+            valid = y != IGNORE_INDEX
+            correct += int(((out.argmax(1) == y) & valid).sum())
+            count += int(valid.sum())
+        else:
+            correct += int((out.argmax(1) == y).sum())
+            count += len(y)
+        metric.update(out.float().cpu(), y.cpu())
+    res = {"test_loss": loss_sum / max(n, 1), "test_acc": correct / max(count, 1)}
+    if data.task == "multilabel":
+        res["test_map"] = float(metric.compute())
+    elif data.task == "segmentation":
+        res["test_miou"] = float(metric.compute())
+    return res

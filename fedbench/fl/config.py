@@ -1,0 +1,473 @@
+"""Configuration of one federated-learning run: dataclasses loaded from YAML, strictly validated.
+
+A run config is a YAML mapping with the sections below; every key is optional and falls back
+to the default shown. `--set a.b=value` overrides are parsed as YAML values and applied before
+validation, so they are checked exactly like file keys. Unknown keys or bad values raise
+`ConfigError`, whose message names the dotted key and the allowed values.
+
+Top level
+  seed (int, 0)                 seed of every random choice (partition, client selection,
+                                batch order, initialisation).
+  device (auto|cpu|cuda, auto)  auto = cuda when available.
+  deterministic (bool, true)    torch.use_deterministic_algorithms(warn_only) + cudnn flags.
+  checkpoint (bool, true)       write <out>/checkpoint.pt after every round (resume).
+
+data
+  name (str, pneumoniamnist)    a fedbench.data registry name: cifar10, pneumoniamnist,
+                                chestxray, voc2012-seg, voc2012-cls.
+  root (str, data)              folder of downloads / prepared caches.
+  mirror (str|null)             local folder holding pre-downloaded archives.
+  image_size (int|null)         resize at preparation (null = native size).
+  partition (iid|dirichlet)     how training samples are split over clients.
+  alpha (float>0, 0.5)          Dirichlet concentration (non-iid only; smaller = more skewed).
+  num_clients (int>=1, 10)
+  min_size (int>=1, 1)          minimum samples per client in the Dirichlet split.
+  max_train_samples (int|null)  seeded random subset of the training set (CPU-sized runs).
+  max_test_samples (int|null)   seeded random subset of the test set.
+  augment (bool, false)         random crop (pad 4) + horizontal flip on training batches.
+
+model
+  name (str, resnet20)          fedbench.models registry name.
+  small_input (bool, true)      CIFAR-style stem for small images.
+  pretrained (str|null)         path of a state_dict to start from.
+
+train
+  rounds (int>=1, 20)
+  client_fraction (0<f<=1, 1.0) fraction of clients selected per round (partial participation).
+  local_epochs (int>=1, 1)      local passes over the client's data ...
+  local_steps (int|null)        ... or this many mini-batches instead (overrides epochs).
+  batch_size (int>=1, 32)
+  eval_batch_size (int>=1, 256)
+  optimizer (sgd|adam, sgd)
+  lr (float>0, 0.05)
+  momentum (float, 0.9)         sgd only.
+  nesterov (bool, false)
+  weight_decay (float, 0.0)     never applied to ADF factors.
+  lr_schedule (constant|cosine|step, constant)  per-round schedule of the client lr.
+  lr_min (float, 0.0)           end value of the cosine schedule.
+  lr_milestones (list[int], [])  rounds at which the step schedule multiplies lr by lr_gamma.
+  lr_gamma (float, 0.1)
+  keep_optimizer_state (bool, false)  clients keep their optimizer state between rounds.
+  bn_mode (batch|frozen|running, batch)  BatchNorm during local training:
+                                batch = usual train mode (batch statistics; running
+                                statistics updated); frozen = running statistics used and
+                                kept (affine parameters still train); running = running
+                                statistics used, updated from each batch (EMA) first.
+                                NOTE: a per-filter factor directly followed by a train-mode
+                                BatchNorm is cancelled by the normalisation and gets (almost)
+                                no gradient, so ADF factors only adapt in layers without a
+                                following BN or with bn_mode=frozen|running. The LSA steps
+                                always run with frozen BN (as NNCodec's LSA does).
+
+setting
+  direction (uni|bi, uni)       uni: uplink compressed, downlink = full fp32 model to each
+                                selected client; bi: both compressed, broadcast to all clients.
+  partial (list[str]|null)      partial update (a): only matching tensors are trained and
+                                transmitted, the rest frozen. Items are fnmatch patterns on
+                                state_dict names or the shortcuts `adf` (filter factors),
+                                `bn` (BatchNorm parameters and statistics), `bias`,
+                                `classifier` (the last Linear/1x1 output layer).
+
+method
+  name (fp32|unscaled|adf|stc|topk-fp16, adf)
+  sparsity (0<=s<1, 0.9)        target fraction of zeros of each weight-tensor update.
+  sparsifier (unstructured|structured|topk|topk-global, unstructured)
+                                unstructured/topk: per-tensor magnitude threshold;
+                                topk-global: one threshold over all weight tensors;
+                                structured: zero whole output filters (see structured_factor).
+  structured_factor (float|null)  structured: zero filters whose mean |u| is below this factor
+                                times the tensor's mean filter magnitude; null = zero the
+                                weakest filters until `sparsity` of the filters are zero.
+  qp (int, -32)                 DeepCABAC QP of weight tensors (ndim >= 2).
+  qp_density (int, 2)
+  nonweight_qp (int, -75)       fine QP of non-weight tensors and ADF factors.
+  dq (bool, false)              dependent (trellis-coded) quantization.
+  param_opt (bool, false)       codec parameter optimisation.
+  codec_mode (nnc|sparse, nnc)
+  include_nonweights (bool, true)  transmit BN statistics / biases (else they stay at init).
+  adf_linear (bool, false)      factors on Linear layers too ([out, 1]).
+  adf_fold (bool, false)        fold factors into the weights at the server after aggregation
+                                (W <- s*W, s <- 1); clients fold their copy identically.
+  lsa_steps (int>=0, 0)         LSA-style variant: after sparsify+quantize of dW, freeze it and
+                                train only the factors this many steps, then send.
+  lsa_lr (float|null)           lr of those steps (null = train.lr).
+  downlink_sparsity (float|null)  sparsity of the broadcast in bi (null = sparsity).
+
+eval
+  target_accuracy (float|null)  rounds_to_target = first round whose primary metric
+                                (accuracy, mIoU or mAP, in [0, 1]) reaches it.
+  every (int>=1, 1)             evaluate every n rounds (and always the last round).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "list_presets",
+    "load_config",
+    "resolve_config_path",
+]
+
+
+class ConfigError(ValueError):
+    """Invalid run configuration; the message names the dotted key and what is allowed."""
+
+
+METHODS = ("fp32", "unscaled", "adf", "stc", "topk-fp16")
+SPARSIFIERS = ("unstructured", "structured", "topk", "topk-global")
+
+# Allowed values of enumerated keys (dotted name -> choices).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "device": ("auto", "cpu", "cuda"),
+    "data.partition": ("iid", "dirichlet"),
+    "train.optimizer": ("sgd", "adam"),
+    "train.lr_schedule": ("constant", "cosine", "step"),
+    "train.bn_mode": ("batch", "frozen", "running"),
+    "setting.direction": ("uni", "bi"),
+    "method.name": METHODS,
+    "method.sparsifier": SPARSIFIERS,
+    "method.codec_mode": ("nnc", "sparse"),
+}
+
+
+@dataclass
+class DataConfig:
+    """Data set, split over clients and CPU-sized subsetting."""
+
+    name: str = "pneumoniamnist"
+    root: str = "data"
+    mirror: str | None = None
+    image_size: int | None = None
+    partition: str = "iid"
+    alpha: float = 0.5
+    num_clients: int = 10
+    min_size: int = 1
+    max_train_samples: int | None = None
+    max_test_samples: int | None = None
+    augment: bool = False
+
+
+@dataclass
+class ModelConfig:
+    """Model registry name and construction options."""
+
+    name: str = "resnet20"
+    small_input: bool = True
+    pretrained: str | None = None
+
+
+@dataclass
+class TrainConfig:
+    """Rounds, participation and local optimisation."""
+
+    rounds: int = 20
+    client_fraction: float = 1.0
+    local_epochs: int = 1
+    local_steps: int | None = None
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    lr_min: float = 0.0
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.1
+    keep_optimizer_state: bool = False
+    bn_mode: str = "batch"
+
+
+@dataclass
+class SettingConfig:
+    """Communication direction and partial update."""
+
+    direction: str = "uni"
+    partial: list[str] | None = None
+
+
+@dataclass
+class MethodConfig:
+    """Update compression method and its parameters."""
+
+    name: str = "adf"
+    sparsity: float = 0.9
+    sparsifier: str = "unstructured"
+    structured_factor: float | None = None
+    qp: int = -32
+    qp_density: int = 2
+    nonweight_qp: int = -75
+    dq: bool = False
+    param_opt: bool = False
+    codec_mode: str = "nnc"
+    include_nonweights: bool = True
+    adf_linear: bool = False
+    adf_fold: bool = False
+    lsa_steps: int = 0
+    lsa_lr: float | None = None
+    downlink_sparsity: float | None = None
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation schedule and target."""
+
+    target_accuracy: float | None = None
+    every: int = 1
+
+
+@dataclass
+class RunConfig:
+    """A complete, validated federated-learning run."""
+
+    seed: int = 0
+    device: str = "auto"
+    deterministic: bool = True
+    checkpoint: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    setting: SettingConfig = field(default_factory=SettingConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def uses_adf(self) -> bool:
+        """True when the model carries adaptive differential filter factors."""
+        return self.method.name == "adf"
+
+
+def _type_name(tp: Any) -> str:
+    """Readable name of a (possibly optional / generic) annotation."""
+    return str(tp).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against annotation `tp`, converting int -> float where harmless."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and item_tp is str:
+            value = [value]  # a single pattern given on the command line
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list of {_type_name(item_tp)}, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")  # pragma: no cover
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    """Build dataclass `cls` from mapping `raw`, rejecting unknown keys."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        where = prefix.rstrip(".") or "config"
+        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        key = f"{prefix}{unknown[0]}"
+        raise ConfigError(f"unknown key '{key}'; allowed keys here: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in raw.items():
+        key = f"{prefix}{name}"
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, f"{key}.")
+            continue
+        value = _coerce(value, tp, key)
+        if key in CHOICES and value not in CHOICES[key]:
+            raise ConfigError(
+                f"{key}: invalid value {value!r}; allowed: {', '.join(CHOICES[key])}"
+            )
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _check(cond: bool, key: str, what: str, value: Any) -> None:
+    """Raise ConfigError for `key` unless `cond` holds."""
+    if not cond:
+        raise ConfigError(f"{key}: invalid value {value!r}; {what}")
+
+
+def _validate(cfg: RunConfig) -> None:
+    """Cross-field and range checks that types alone cannot express."""
+    d, t, m, e = cfg.data, cfg.train, cfg.method, cfg.eval
+    _check(d.num_clients >= 1, "data.num_clients", "must be >= 1", d.num_clients)
+    _check(d.alpha > 0, "data.alpha", "must be > 0", d.alpha)
+    _check(d.min_size >= 1, "data.min_size", "must be >= 1", d.min_size)
+    for key in ("max_train_samples", "max_test_samples", "image_size"):
+        v = getattr(d, key)
+        _check(v is None or v >= 1, f"data.{key}", "must be null or >= 1", v)
+    _check(t.rounds >= 1, "train.rounds", "must be >= 1", t.rounds)
+    _check(
+        0 < t.client_fraction <= 1, "train.client_fraction", "must be in (0, 1]", t.client_fraction
+    )
+    _check(t.local_epochs >= 1, "train.local_epochs", "must be >= 1", t.local_epochs)
+    _check(
+        t.local_steps is None or t.local_steps >= 1,
+        "train.local_steps",
+        "must be null or >= 1",
+        t.local_steps,
+    )
+    _check(t.batch_size >= 1, "train.batch_size", "must be >= 1", t.batch_size)
+    _check(t.eval_batch_size >= 1, "train.eval_batch_size", "must be >= 1", t.eval_batch_size)
+    _check(t.lr > 0, "train.lr", "must be > 0", t.lr)
+    _check(t.momentum >= 0, "train.momentum", "must be >= 0", t.momentum)
+    _check(t.weight_decay >= 0, "train.weight_decay", "must be >= 0", t.weight_decay)
+    _check(0 < t.lr_gamma, "train.lr_gamma", "must be > 0", t.lr_gamma)
+    _check(0 <= m.sparsity < 1, "method.sparsity", "must be in [0, 1)", m.sparsity)
+    if m.downlink_sparsity is not None:
+        _check(
+            0 <= m.downlink_sparsity < 1,
+            "method.downlink_sparsity",
+            "must be null or in [0, 1)",
+            m.downlink_sparsity,
+        )
+    if m.structured_factor is not None:
+        _check(
+            m.structured_factor >= 0,
+            "method.structured_factor",
+            "must be null or >= 0",
+            m.structured_factor,
+        )
+    _check(m.lsa_steps >= 0, "method.lsa_steps", "must be >= 0", m.lsa_steps)
+    _check(
+        m.lsa_steps == 0 or m.name == "adf",
+        "method.lsa_steps",
+        "LSA trains filter factors, so it needs method.name=adf",
+        m.lsa_steps,
+    )
+    _check(1 <= m.qp_density <= 5, "method.qp_density", "must be in 1..5", m.qp_density)
+    _check(e.every >= 1, "eval.every", "must be >= 1", e.every)
+    if cfg.setting.partial is not None:
+        _check(
+            len(cfg.setting.partial) > 0,
+            "setting.partial",
+            "must be null or a non-empty list of patterns",
+            cfg.setting.partial,
+        )
+
+
+def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    """Build and validate a RunConfig from a nested mapping (as loaded from YAML)."""
+    cfg = _build(RunConfig, raw, "")
+    _validate(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The fully resolved config as a plain nested dict (JSON/YAML serialisable)."""
+    return dataclasses.asdict(cfg)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply `key.sub=value` overrides (values parsed as YAML) to a copy of `raw`."""
+    out = copy.deepcopy(raw) if raw else {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value (e.g. method.name=adf)")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"override {item!r}: empty key")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{key}: cannot parse value {text!r}: {exc}") from exc
+        parts = key.split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(parts[: i + 1])}: is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _presets_dir() -> Path:
+    """Folder holding the packaged preset YAML files."""
+    return Path(str(resources.files("fedbench.fl") / "presets"))
+
+
+def list_presets() -> list[str]:
+    """Names of the packaged presets (usable as --config NAME)."""
+    return sorted(p.stem for p in _presets_dir().glob("*.yaml"))
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A config file path, or the packaged preset of that name (with or without .yaml)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    stem = path.name.removesuffix(".yaml")
+    preset = _presets_dir() / f"{stem}.yaml"
+    if str(path.parent) in ("", ".") and preset.is_file():
+        return preset
+    raise ConfigError(
+        f"config: no file {str(name)!r} and no preset of that name; presets: "
+        f"{', '.join(list_presets())}"
+    )
+
+
+def load_config(name: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML file or preset (None = defaults), apply overrides, validate."""
+    raw: dict[str, Any] = {}
+    if name is not None:
+        path = resolve_config_path(name)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config: {path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config: {path} must hold a mapping at the top level")
+        raw = loaded or {}
+    return config_from_dict(apply_overrides(raw, overrides))

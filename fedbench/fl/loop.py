@@ -1,0 +1,641 @@
+"""The synchronous round loop: local training, compressed differential updates with error
+accumulation, FedAvg, (compressed) broadcast, evaluation, accounting, checkpoint/resume.
+
+Accounting (all figures in bytes, written per round to metrics.csv):
+
+- uplink: len() of each selected client's bitstream.
+- downlink, bidirectional: len() of the server's compressed broadcast, charged once per
+  client; every client receives every broadcast, so that all clients keep one common decoded
+  model (clients that skip a round stay in sync).
+- downlink, unidirectional: the full float32 model (4 bytes per transmitted parameter) to
+  each client selected in a round after the first (all clients start from the same seeded
+  initial model, which is not charged, in either direction).
+- fp32 reference: 4 bytes per parameter for the same transmitted tensors, rounds and
+  receivers; compression_ratio = fp32_bytes / total_bytes.
+
+Server state: `global` is the server model W (evaluated each round). Bidirectional runs also
+keep `view`, the model every client decoded; the server residual is W - view, so the next
+broadcast codes (mean update + residual) exactly as error accumulation prescribes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import platform
+import random
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fedbench.fl.adf import attach_adf, fold_adf_state, is_adf_name
+from fedbench.fl.aggregation import FedAvgStrategy, derive_seed
+from fedbench.fl.client import (
+    FederatedData,
+    evaluate,
+    load_federated_data,
+    lr_at_round,
+    train_local,
+)
+from fedbench.fl.compressors import (
+    METHOD_COMPRESSOR,
+    TensorSpec,
+    UpdateCompressor,
+    build_compressor,
+    compress_with_feedback,
+)
+from fedbench.fl.config import ConfigError, RunConfig, config_to_dict
+
+__all__ = [
+    "METRIC_COLUMNS",
+    "CheckpointMismatch",
+    "FederatedRun",
+    "StopRun",
+    "TrainingDiverged",
+    "build_template",
+    "resolve_device",
+    "run_fl",
+]
+
+log = logging.getLogger("fedbench.fl")
+
+METRIC_COLUMNS = [
+    "round", "lr", "num_clients", "train_loss", "test_loss", "test_acc", "test_miou",
+    "test_map", "bytes_up", "bytes_down", "bytes_total_cum", "fp32_bytes_cum",
+    "fp32_bytes_up_cum", "bytes_up_cum", "update_sparsity", "downlink_sparsity", "train_s",
+    "code_s", "eval_s",
+]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class CheckpointMismatch(ConfigError):
+    """The checkpoint in --out belongs to a run with a different config."""
+
+
+class TrainingDiverged(RuntimeError):
+    """Local training produced a non-finite loss or update."""
+
+
+class StopRun(Exception):
+    """Raised by a round callback (or stop_after_round) to end a run early, as a kill would."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: invalid value 'cuda'; no CUDA device is available here")
+    return torch.device(name)
+
+
+def _module_of(model: nn.Module) -> dict[str, nn.Module]:
+    """Map each state_dict name to the module that owns it."""
+    out = {}
+    for mname, module in model.named_modules():
+        for local, _ in list(module.named_parameters(recurse=False)) + list(
+            module.named_buffers(recurse=False)
+        ):
+            out[f"{mname}.{local}" if mname else local] = module
+    return out
+
+
+def _classifier_prefix(model: nn.Module) -> str | None:
+    """Name of the last Linear module (else the last Conv2d): the output layer."""
+    last = None
+    for cls in (nn.Linear, nn.Conv2d):
+        for mname, module in model.named_modules():
+            if isinstance(module, cls):
+                last = mname
+        if last is not None:
+            return last
+    return None
+
+
+def _match_partial(model: nn.Module, names: list[str], patterns: list[str]) -> set[str]:
+    """State names selected by the partial-update patterns (shortcuts or fnmatch)."""
+    from fnmatch import fnmatchcase
+
+    owner = _module_of(model)
+    clf = _classifier_prefix(model)
+    chosen: set[str] = set()
+    for pat in patterns:
+        if pat == "adf":
+            hit = {n for n in names if is_adf_name(n)}
+        elif pat == "bn":
+            hit = {n for n in names if isinstance(owner.get(n), nn.modules.batchnorm._BatchNorm)}
+        elif pat == "bias":
+            hit = {n for n in names if n.endswith("bias")}
+        elif pat == "classifier":
+            hit = {n for n in names if clf is not None and n.rsplit(".", 1)[0] == clf}
+        else:
+            hit = {n for n in names if fnmatchcase(n, pat)}
+        if not hit:
+            raise ConfigError(
+                f"setting.partial: pattern {pat!r} matches no tensor of the model; use "
+                "adf, bn, bias, classifier or an fnmatch pattern on state_dict names"
+            )
+        chosen |= hit
+    return chosen
+
+
+def build_template(model: nn.Module, cfg: RunConfig) -> dict[str, TensorSpec]:
+    """The transmitted tensors (ordered) with their kind, from the model and the config."""
+    state = model.state_dict()
+    names = [n for n, t in state.items() if t.is_floating_point()]
+    if cfg.setting.partial:
+        chosen = _match_partial(model, names, cfg.setting.partial)
+        names = [n for n in names if n in chosen]
+    template = {}
+    for n in names:
+        t = state[n]
+        is_weight = t.dim() >= 2 and n.endswith("weight") and not is_adf_name(n)
+        if not is_weight and not cfg.method.include_nonweights and not is_adf_name(n):
+            continue
+        template[n] = TensorSpec(tuple(t.shape), "weight" if is_weight else "fine")
+    if not template:
+        raise ConfigError("setting.partial: no tensor left to train and transmit")
+    return template
+
+
+def _compressor_options(cfg: RunConfig, downlink: bool) -> dict[str, Any]:
+    """Options of the update compressor for one link direction."""
+    m = cfg.method
+    sparsity = m.sparsity
+    if downlink and m.downlink_sparsity is not None:
+        sparsity = m.downlink_sparsity
+    return {
+        "sparsity": sparsity, "sparsifier": m.sparsifier,
+        "structured_factor": m.structured_factor, "qp": m.qp, "qp_density": m.qp_density,
+        "nonweight_qp": m.nonweight_qp, "dq": m.dq, "param_opt": m.param_opt,
+        "codec_mode": m.codec_mode,
+        # The job's thread budget (OMP_NUM_THREADS / torch) rather than every core.
+        "num_threads": torch.get_num_threads(),
+    }
+
+
+def _versions() -> dict[str, str]:
+    """Library versions recorded in summary.json."""
+    import numba
+
+    from fedbench import __version__
+
+    return {
+        "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": np.__version__, "numba": numba.__version__, "fedbench": __version__,
+    }
+
+
+def _sparsity(update: dict[str, np.ndarray], template: dict[str, TensorSpec]) -> float:
+    """Fraction of zeros over the weight tensors of an update (all tensors if none)."""
+    names = [n for n, s in template.items() if s.kind == "weight"] or list(template)
+    total = sum(update[n].size for n in names)
+    zeros = sum(int(np.count_nonzero(update[n] == 0)) for n in names)
+    return zeros / max(total, 1)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write bytes to `path` via a temporary file and rename (no torn files after a kill)."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _fmt(v: Any) -> Any:
+    """CSV cell: floats with repr precision, NaN as empty."""
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    return v
+
+
+class FederatedRun:
+    """One federated run: state, one-round step, checkpointing and outputs."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        out: str | Path,
+        *,
+        data: FederatedData | None = None,
+        model_fn: Callable[[RunConfig, FederatedData], nn.Module] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(cfg.device)
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        self.data = data if data is not None else load_federated_data(cfg, self.device)
+        torch.manual_seed(derive_seed(cfg.seed, 0x30DE1))
+        self.model = (model_fn or _default_model)(cfg, self.data)
+        if cfg.uses_adf:
+            attach_adf(self.model, linear=cfg.method.adf_linear)
+        self.model.to(self.device)
+        self.template = build_template(self.model, cfg)
+        self.num_tx = sum(s.size for s in self.template.values())
+        params = {n for n, _ in self.model.named_parameters()}
+        self.trainable = {n for n in self.template if n in params}
+        comp = METHOD_COMPRESSOR[cfg.method.name]
+        self.up: UpdateCompressor = build_compressor(
+            comp, self.template, **_compressor_options(cfg, False)
+        )
+        self.down: UpdateCompressor = build_compressor(
+            comp, self.template, **_compressor_options(cfg, True)
+        )
+        self.strategy = FedAvgStrategy(cfg.data.num_clients, cfg.train.client_fraction, cfg.seed)
+        self.sizes = self.data.client_sizes()
+        if min(self.sizes) < 1:
+            raise ConfigError("data.num_clients: some client got no training samples")
+        # Server and client state (everything a checkpoint holds).
+        self.global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.view = (
+            {k: v.clone() for k, v in self.global_state.items()}
+            if cfg.setting.direction == "bi" else None
+        )
+        self.residuals: dict[int, dict[str, np.ndarray]] = {}
+        self.opt_states: dict[int, Any] = {}
+        self.rows: list[dict[str, Any]] = []
+        self.round = 0
+        self.elapsed = 0.0
+
+    # ------------------------------------------------------------------ one round
+
+    def _client_update(
+        self, k: int, start: dict[str, torch.Tensor], lr: float, round_: int
+    ) -> tuple[dict[str, np.ndarray], int, float, float, float]:
+        """Train client k, return (decoded update, bytes, loss, train_s, code_s)."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        self.model.load_state_dict(start)
+        seed = derive_seed(cfg.seed, round_, k)
+        loss, opt_state = train_local(
+            self.model, self.data, self.data.client_indices[k], cfg.train, lr, self.trainable,
+            seed, augment=cfg.data.augment, optimizer_state=self.opt_states.get(k),
+            bn_mode=cfg.train.bn_mode,
+        )
+        if cfg.train.keep_optimizer_state:
+            self.opt_states[k] = opt_state
+        train_s = time.perf_counter() - t0
+        res = self.residuals.get(k)
+        update = self._delta(start, res)
+        if not math.isfinite(loss) or not all(np.isfinite(u).all() for u in update.values()):
+            raise TrainingDiverged(
+                f"round {round_}, client {k}: local training diverged (non-finite loss or "
+                f"update; loss {loss}); lower train.lr or check train.bn_mode"
+            )
+        code_s = 0.0
+        if cfg.method.lsa_steps > 0:
+            t1 = time.perf_counter()
+            dec = self.up.decode(self.up.encode(update))
+            code_s += time.perf_counter() - t1
+            t1 = time.perf_counter()
+            self._lsa(k, start, dec, lr, round_)
+            train_s += time.perf_counter() - t1
+            fine = self._delta(start, res)
+            update = {
+                n: (update[n] if s.kind == "weight" else fine[n])
+                for n, s in self.template.items()
+            }
+        t1 = time.perf_counter()
+        # Decoding is deterministic: the client's reconstruction (for its residual) is the
+        # server's, so the simulation decodes each bitstream once.
+        bits, dec, self.residuals[k] = compress_with_feedback(self.up, update)
+        code_s += time.perf_counter() - t1
+        return dec, len(bits), loss, train_s, code_s
+
+    def _delta(
+        self, start: dict[str, torch.Tensor], res: dict[str, np.ndarray] | None
+    ) -> dict[str, np.ndarray]:
+        """Client model minus start, plus the client's residual, for the transmitted tensors."""
+        state = self.model.state_dict()
+        out = {}
+        for n in self.template:
+            d = (state[n] - start[n]).detach().cpu().numpy().astype(np.float32)
+            out[n] = d + res[n] if res is not None else d
+        return out
+
+    def _lsa(
+        self, k: int, start: dict[str, torch.Tensor], dec: dict[str, np.ndarray], lr: float,
+        round_: int,
+    ) -> None:
+        """LSA-style: set weights to start + decoded update, train only the factors."""
+        cfg = self.cfg
+        with torch.no_grad():
+            state = self.model.state_dict()
+            for n, s in self.template.items():
+                if s.kind == "weight":
+                    state[n].copy_(start[n] + torch.from_numpy(dec[n]).to(start[n].device))
+        factors = {n for n in self.trainable if is_adf_name(n)}
+        train_local(
+            self.model, self.data, self.data.client_indices[k], cfg.train,
+            cfg.method.lsa_lr or lr, self.trainable, derive_seed(cfg.seed, round_, k, 0x15A),
+            steps=cfg.method.lsa_steps, augment=cfg.data.augment, only=factors, bn_mode="frozen",
+        )
+
+    def step(self) -> dict[str, Any]:
+        """Run the next round; returns its metrics row."""
+        cfg = self.cfg
+        r = self.round + 1
+        lr = lr_at_round(cfg.train, r)
+        selected = self.strategy.configure(r)
+        bi = cfg.setting.direction == "bi"
+        start = self.view if bi else self.global_state
+        bytes_down = 0 if bi or r == 1 else 4 * self.num_tx * len(selected)
+        fp32_down = bytes_down
+        results, losses, sparsities = [], [], []
+        bytes_up, train_s, code_s = 0, 0.0, 0.0
+        for k in selected:
+            dec, nbytes, loss, ts, cs = self._client_update(k, start, lr, r)
+            results.append((dec, self.sizes[k]))
+            losses.append((loss, self.sizes[k]))
+            sparsities.append(_sparsity(dec, self.template))
+            bytes_up += nbytes
+            train_s += ts
+            code_s += cs
+        mean = self.strategy.aggregate(results)
+        del results
+        with torch.no_grad():
+            for n in self.template:
+                g = self.global_state[n]
+                g.add_(torch.from_numpy(mean[n]).to(g.device))
+            if cfg.uses_adf and cfg.method.adf_fold:
+                fold_adf_state(self.global_state)
+        down_sparsity = float("nan")
+        if bi:
+            t1 = time.perf_counter()
+            u = {
+                n: (self.global_state[n] - self.view[n]).cpu().numpy().astype(np.float32)
+                for n in self.template
+            }
+            bits = self.down.encode(u)
+            dec = self.down.decode(bits)
+            code_s += time.perf_counter() - t1
+            with torch.no_grad():
+                for n in self.template:
+                    v = self.view[n]
+                    v.add_(torch.from_numpy(dec[n]).to(v.device))
+                if cfg.uses_adf and cfg.method.adf_fold:
+                    # Clients fold their copy the same way; nothing extra is sent.
+                    fold_adf_state(self.view)
+            bytes_down = len(bits) * cfg.data.num_clients
+            fp32_down = 4 * self.num_tx * cfg.data.num_clients
+            down_sparsity = _sparsity(dec, self.template)
+        fp32_up = 4 * self.num_tx * len(selected)
+        t1 = time.perf_counter()
+        evals: dict[str, float] = {}
+        if r % cfg.eval.every == 0 or r == cfg.train.rounds:
+            self.model.load_state_dict(self.global_state)
+            evals = evaluate(self.model, self.data, cfg.train.eval_batch_size)
+        eval_s = time.perf_counter() - t1
+        prev = self.rows[-1] if self.rows else {}
+        nan = float("nan")
+        row = {
+            "round": r, "lr": lr, "num_clients": len(selected),
+            "train_loss": sum(l * n for l, n in losses) / sum(n for _, n in losses),
+            "test_loss": evals.get("test_loss", nan), "test_acc": evals.get("test_acc", nan),
+            "test_miou": evals.get("test_miou", nan), "test_map": evals.get("test_map", nan),
+            "bytes_up": bytes_up, "bytes_down": bytes_down,
+            "bytes_total_cum": prev.get("bytes_total_cum", 0) + bytes_up + bytes_down,
+            "fp32_bytes_cum": prev.get("fp32_bytes_cum", 0) + fp32_up + fp32_down,
+            "fp32_bytes_up_cum": prev.get("fp32_bytes_up_cum", 0) + fp32_up,
+            "bytes_up_cum": prev.get("bytes_up_cum", 0) + bytes_up,
+            "update_sparsity": float(np.mean(sparsities)), "downlink_sparsity": down_sparsity,
+            "train_s": train_s, "code_s": code_s, "eval_s": eval_s,
+        }
+        self.rows.append(row)
+        self.round = r
+        return row
+
+    # ------------------------------------------------------------- metrics & outputs
+
+    def primary_metric(self) -> str:
+        """Column of the task's primary metric."""
+        return {"multilabel": "test_map", "segmentation": "test_miou"}.get(
+            self.data.task, "test_acc"
+        )
+
+    def write_metrics(self) -> None:
+        """metrics.csv with one row per finished round."""
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for row in self.rows:
+            w.writerow({k: _fmt(row[k]) for k in METRIC_COLUMNS})
+        _atomic_write(self.out / "metrics.csv", buf.getvalue().encode())
+
+    def summary(self) -> dict[str, Any]:
+        """Per-run figures (summary.json)."""
+        key = self.primary_metric()
+        vals = [row[key] for row in self.rows if not math.isnan(row[key])]
+        last = self.rows[-1]
+        target = self.cfg.eval.target_accuracy
+        to_target = None
+        if target is not None:
+            to_target = next(
+                (row["round"] for row in self.rows if not math.isnan(row[key]) and row[key] >= target),
+                None,
+            )
+        total = last["bytes_total_cum"]
+        return {
+            "method": self.cfg.method.name, "direction": self.cfg.setting.direction,
+            "metric": key, "final_acc": vals[-1] if vals else None,
+            "best_acc": max(vals) if vals else None, "final_test_acc": last["test_acc"],
+            "total_bytes": total, "fp32_bytes": last["fp32_bytes_cum"],
+            "bytes_up": last["bytes_up_cum"], "bytes_down": total - last["bytes_up_cum"],
+            "fp32_bytes_up": last["fp32_bytes_up_cum"],
+            "compression_ratio": last["fp32_bytes_cum"] / total if total else None,
+            "compression_ratio_up": (
+                last["fp32_bytes_up_cum"] / last["bytes_up_cum"] if last["bytes_up_cum"] else None
+            ),
+            "rounds": self.round, "rounds_to_target": to_target, "target_accuracy": target,
+            "transmitted_params": self.num_tx,
+            "mean_update_sparsity": float(np.mean([r["update_sparsity"] for r in self.rows])),
+            "train_s": float(sum(r["train_s"] for r in self.rows)),
+            "code_s": float(sum(r["code_s"] for r in self.rows)),
+            "wall_s": self.elapsed, "seed": self.cfg.seed, "device": str(self.device),
+            "versions": _versions(), "config": config_to_dict(self.cfg),
+        }
+
+    # --------------------------------------------------------------- checkpointing
+
+    def _config_key(self) -> dict[str, Any]:
+        """The config a checkpoint must match to be resumed (device may differ)."""
+        d = config_to_dict(self.cfg)
+        d.pop("device", None)
+        return d
+
+    def save_checkpoint(self) -> None:
+        """Atomically write everything needed to continue after this round."""
+        cpu = lambda s: {k: v.detach().cpu().clone() for k, v in s.items()}
+        state = {
+            "format": 1, "round": self.round, "config": self._config_key(),
+            "global": cpu(self.global_state), "view": cpu(self.view) if self.view else None,
+            "residuals": self.residuals, "opt_states": self.opt_states, "rows": self.rows,
+            "elapsed": self.elapsed,
+            "rng": {
+                "python": random.getstate(), "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+        }
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        _atomic_write(self.out / CHECKPOINT, buf.getvalue())
+
+    def load_checkpoint(self) -> bool:
+        """Restore from <out>/checkpoint.pt if present; False when there is none."""
+        path = self.out / CHECKPOINT
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("config") != self._config_key():
+            raise CheckpointMismatch(
+                f"config: {path} was written by a run with a different config; use another "
+                "--out folder or delete the checkpoint to start over"
+            )
+        dev = self.device
+        self.global_state = {k: v.to(dev) for k, v in state["global"].items()}
+        self.view = {k: v.to(dev) for k, v in state["view"].items()} if state["view"] else None
+        self.residuals = state["residuals"]
+        self.opt_states = state["opt_states"]
+        self.rows = state["rows"]
+        self.round = state["round"]
+        self.elapsed = state["elapsed"]
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        return True
+
+
+def _default_model(cfg: RunConfig, data: FederatedData) -> nn.Module:
+    """Build the configured model from the fedbench.models registry."""
+    from fedbench.models import build_model
+
+    return build_model(
+        cfg.model.name, data.num_classes, in_channels=data.channels,
+        small_input=cfg.model.small_input, task=data.task, pretrained=cfg.model.pretrained,
+    )
+
+
+def _setup_logging(out: Path) -> logging.Handler:
+    """Attach a run.log file handler to the fl logger."""
+    handler = logging.FileHandler(out / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def run_fl(
+    cfg: RunConfig,
+    out: str | Path,
+    *,
+    data: FederatedData | None = None,
+    model_fn: Callable[[RunConfig, FederatedData], nn.Module] | None = None,
+    progress: bool = False,
+    stop_after_round: int | None = None,
+    on_round: Callable[[int, dict[str, Any]], None] | None = None,
+    resume: bool = True,
+) -> dict[str, Any] | None:
+    """Run (or resume) a federated run; writes metrics.csv, summary.json, run.log to `out`.
+
+    Returns the summary, or None when stopped early (stop_after_round / StopRun from
+    `on_round`), which leaves the checkpoint of the last finished round behind.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    handler = _setup_logging(out)
+    try:
+        run = FederatedRun(cfg, out, data=data, model_fn=model_fn)
+        resumed = False
+        if resume:
+            try:
+                resumed = run.load_checkpoint()
+            except CheckpointMismatch:
+                # A changed config (e.g. a workflow rerun with new params) starts over; the
+                # old checkpoint is kept aside rather than silently reused.
+                stale = out / (CHECKPOINT + ".stale")
+                os.replace(out / CHECKPOINT, stale)
+                msg = f"{out / CHECKPOINT} belongs to another config; moved to {stale}, starting over"
+                log.warning("%s", msg)
+                warnings.warn(msg, stacklevel=2)
+        if resumed:
+            log.info("resuming after round %d from %s", run.round, out / CHECKPOINT)
+        else:
+            log.info(
+                "start: method=%s direction=%s device=%s clients=%d transmitted params=%d",
+                cfg.method.name, cfg.setting.direction, run.device, cfg.data.num_clients,
+                run.num_tx,
+            )
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.train.rounds, initial=run.round, unit="round", dynamic_ncols=True)
+        try:
+            while run.round < cfg.train.rounds:
+                t0 = time.perf_counter()
+                row = run.step()
+                run.elapsed += time.perf_counter() - t0
+                key = run.primary_metric()
+                log.info(
+                    "round %d: loss %.4f %s %.4f up %d down %d total %.3f MB sparsity %.4f "
+                    "train %.2fs code %.2fs",
+                    row["round"], row["train_loss"], key, row[key], row["bytes_up"],
+                    row["bytes_down"], row["bytes_total_cum"] / 1e6, row["update_sparsity"],
+                    row["train_s"], row["code_s"],
+                )
+                if cfg.checkpoint:
+                    run.save_checkpoint()
+                run.write_metrics()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(
+                        round=row["round"], acc=f"{row[key]:.4f}",
+                        MB=f"{row['bytes_total_cum'] / 1e6:.2f}",
+                    )
+                if on_round is not None:
+                    on_round(row["round"], row)
+                if stop_after_round is not None and row["round"] >= stop_after_round:
+                    raise StopRun(f"stopped after round {row['round']}")
+        except StopRun as exc:
+            log.info("%s", exc)
+            return None
+        finally:
+            if bar is not None:
+                bar.close()
+        if not run.rows:
+            raise ConfigError("train.rounds: nothing was run")
+        run.write_metrics()
+        summary = run.summary()
+        _atomic_write(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+        log.info(
+            "done: %s %.4f, %d bytes (fp32 %d, ratio %.1f), %.1f s",
+            summary["metric"], summary["final_acc"] or float("nan"), summary["total_bytes"],
+            summary["fp32_bytes"], summary["compression_ratio"] or float("nan"),
+            summary["wall_s"],
+        )
+        return summary
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+

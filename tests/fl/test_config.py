@@ -1,0 +1,80 @@
+"""Config loading, overrides and strict validation; the CLI's exit code for bad configs."""
+
+import pytest
+
+from fedbench.cli import main
+from fedbench.fl.config import (
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    list_presets,
+    load_config,
+)
+
+
+def test_defaults_and_presets_load():
+    cfg = config_from_dict({})
+    assert cfg.method.name == "adf" and cfg.setting.direction == "uni"
+    presets = list_presets()
+    assert {"pneumonia_cpu", "cifar10_cpu", "smoke", "cifar10_gpu"} <= set(presets)
+    for p in presets:
+        load_config(p)
+
+
+def test_overrides_are_yaml_values():
+    cfg = load_config("smoke", ["method.name=stc", "train.lr=0.1", "setting.partial=[adf, bn]",
+                                "data.max_train_samples=null", "method.dq=true"])
+    assert cfg.method.name == "stc" and cfg.train.lr == 0.1
+    assert cfg.setting.partial == ["adf", "bn"]
+    assert cfg.data.max_train_samples is None and cfg.method.dq is True
+
+
+@pytest.mark.parametrize("override,key", [
+    ("method.nam=adf", "method.nam"),
+    ("method.name=zip", "method.name"),
+    ("train.rounds=0", "train.rounds"),
+    ("train.rounds=ten", "train.rounds"),
+    ("method.sparsity=1.5", "method.sparsity"),
+    ("setting.direction=both", "setting.direction"),
+    ("foo=1", "foo"),
+    ("data.partition=noniid", "data.partition"),
+    ("method.lsa_steps=3", "method.lsa_steps"),  # smoke uses adf; see below for stc
+    ("train.client_fraction=0", "train.client_fraction"),
+    ("method.dq=maybe", "method.dq"),
+])
+def test_errors_name_the_key(override, key):
+    if key == "method.lsa_steps":
+        override_list = [override, "method.name=stc"]
+    else:
+        override_list = [override]
+    with pytest.raises(ConfigError) as exc:
+        load_config("smoke", override_list)
+    assert key in str(exc.value)
+
+
+def test_choice_errors_list_allowed_values():
+    with pytest.raises(ConfigError, match="fp32, unscaled, adf, stc, topk-fp16"):
+        config_from_dict({"method": {"name": "x"}})
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides({}, ["method.name"])
+    with pytest.raises(ConfigError, match="seed"):
+        apply_overrides({"seed": 1}, ["seed.x=2"])
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="preset"):
+        load_config("no_such_preset")
+
+
+def test_cli_invalid_config_exits_2_naming_key(tmp_path, capsys):
+    rc = main(["fl", "--config", "smoke", "--out", str(tmp_path), "--set", "train.lrr=1"])
+    assert rc == 2
+    assert "train.lrr" in capsys.readouterr().err
+
+
+def test_cli_print_config(capsys):
+    assert main(["fl", "--config", "smoke", "--set", "method.name=stc", "--print-config"]) == 0
+    assert "name: stc" in capsys.readouterr().out

@@ -1,0 +1,258 @@
+"""The round loop on synthetic data: accounting, outputs, resume, settings and variants."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from fltools import TinyNet, small_config, tiny_model_fn
+
+from fedbench.fl.loop import METRIC_COLUMNS, FederatedRun, StopRun, build_template, run_fl
+
+TIMING_KEYS = {"wall_s", "train_s", "code_s", "eval_s"}
+
+
+def _run(cfg, out, data, **kw):
+    return run_fl(cfg, out, data=data, model_fn=tiny_model_fn, **kw)
+
+
+def _read_csv(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.parametrize("direction", ["uni", "bi"])
+def test_byte_accounting_equals_bitstream_lengths(synthetic_data, tmp_path, monkeypatch,
+                                                  direction):
+    cfg = small_config(setting={"direction": direction},
+                       train={"rounds": 2, "client_fraction": 0.5})
+    lengths = {"up": [], "down": []}
+    orig_init = FederatedRun.__init__
+
+    def init(self, *a, **kw):
+        orig_init(self, *a, **kw)
+        for side in ("up", "down"):
+            comp = getattr(self, side)
+            enc = comp.encode
+
+            def record(u, enc=enc, side=side):
+                b = enc(u)
+                lengths[side].append(len(b))
+                return b
+
+            comp.encode = record
+
+    monkeypatch.setattr(FederatedRun, "__init__", init)
+    summary = _run(cfg, tmp_path, synthetic_data)
+    rows = _read_csv(tmp_path / "metrics.csv")
+    assert [int(r["num_clients"]) for r in rows] == [2, 2]
+    assert sum(int(r["bytes_up"]) for r in rows) == sum(lengths["up"])
+    n_tx = summary["transmitted_params"]
+    if direction == "bi":
+        assert sum(int(r["bytes_down"]) for r in rows) == 4 * sum(lengths["down"])
+    else:
+        assert lengths["down"] == []
+        assert [int(r["bytes_down"]) for r in rows] == [0, 4 * n_tx * 2]
+    assert summary["total_bytes"] == sum(int(r["bytes_up"]) + int(r["bytes_down"]) for r in rows)
+    fp32_down = 4 * n_tx * (4 + 4) if direction == "bi" else 4 * n_tx * 2
+    assert summary["fp32_bytes"] == 4 * n_tx * 2 * 2 + fp32_down
+    assert summary["compression_ratio"] == pytest.approx(summary["fp32_bytes"] /
+                                                         summary["total_bytes"])
+    assert summary["compression_ratio"] > 1
+
+
+def test_fp32_method_ratio_is_one_and_outputs_complete(synthetic_data, tmp_path):
+    cfg = small_config(method={"name": "fp32"}, setting={"direction": "bi"},
+                       train={"rounds": 2})
+    summary = _run(cfg, tmp_path, synthetic_data)
+    assert summary["compression_ratio"] == 1.0
+    rows = _read_csv(tmp_path / "metrics.csv")
+    assert list(rows[0]) == METRIC_COLUMNS and len(rows) == 2
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("final_acc", "best_acc", "total_bytes", "fp32_bytes", "compression_ratio",
+                "rounds", "rounds_to_target", "wall_s", "config", "seed", "versions", "device"):
+        assert key in saved
+    assert saved["config"]["method"]["name"] == "fp32"
+    assert {"torch", "numpy", "fedbench", "python"} <= set(saved["versions"])
+    assert (tmp_path / "run.log").read_text().count("round ") >= 2
+
+
+def test_learning_happens_on_synthetic_data(synthetic_data, tmp_path):
+    cfg = small_config(method={"name": "stc", "sparsity": 0.5}, train={"rounds": 4},
+                       eval={"target_accuracy": 0.7})
+    summary = _run(cfg, tmp_path, synthetic_data)
+    assert summary["best_acc"] > 0.7
+    assert summary["rounds_to_target"] is not None
+
+
+def _strip_timing(summary):
+    return {k: v for k, v in summary.items() if k not in TIMING_KEYS}
+
+
+@pytest.mark.parametrize("method,direction", [("stc", "bi"), ("adf", "bi"), ("topk-fp16", "uni")])
+def test_resume_equals_uninterrupted(synthetic_data, tmp_path, method, direction):
+    cfg = small_config(
+        method={"name": method, "sparsity": 0.8},
+        setting={"direction": direction},
+        train={"rounds": 3, "client_fraction": 0.75, "keep_optimizer_state": True},
+        data={"num_clients": 4, "augment": True},
+    )
+    full = _run(cfg, tmp_path / "full", synthetic_data)
+    assert _run(cfg, tmp_path / "cut", synthetic_data, stop_after_round=1) is None
+    assert not (tmp_path / "cut" / "summary.json").exists()
+
+    def boom(r, row):
+        raise StopRun("simulated kill")
+
+    # a second interruption inside the resumed run
+    assert _run(cfg, tmp_path / "cut", synthetic_data, on_round=boom) is None
+    resumed = _run(cfg, tmp_path / "cut", synthetic_data)
+    assert _strip_timing(resumed) == _strip_timing(full)
+    a = _read_csv(tmp_path / "full" / "metrics.csv")
+    b = _read_csv(tmp_path / "cut" / "metrics.csv")
+    for ra, rb in zip(a, b, strict=True):
+        assert {k: v for k, v in ra.items() if k not in TIMING_KEYS} == \
+            {k: v for k, v in rb.items() if k not in TIMING_KEYS}
+
+
+def test_same_seed_same_result_other_seed_differs(synthetic_data, tmp_path):
+    cfg = small_config(train={"rounds": 2})
+    s1 = _strip_timing(_run(cfg, tmp_path / "a", synthetic_data, resume=False))
+    s2 = _strip_timing(_run(cfg, tmp_path / "b", synthetic_data, resume=False))
+    assert s1 == s2
+    cfg3 = small_config(seed=2, train={"rounds": 2})
+    s3 = _strip_timing(_run(cfg3, tmp_path / "c", synthetic_data, resume=False))
+    assert s3["total_bytes"] != s1["total_bytes"] or s3["final_acc"] != s1["final_acc"]
+
+
+def test_changed_config_starts_over_with_a_warning(synthetic_data, tmp_path):
+    from fedbench.fl.loop import CheckpointMismatch
+
+    _run(small_config(train={"rounds": 2}), tmp_path, synthetic_data, stop_after_round=1)
+    cfg2 = small_config(train={"rounds": 2, "lr": 0.01})
+    run = FederatedRun(cfg2, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
+    with pytest.raises(CheckpointMismatch, match="different config"):
+        run.load_checkpoint()
+    with pytest.warns(UserWarning, match="another config"):
+        summary = _run(cfg2, tmp_path, synthetic_data)
+    fresh = _run(cfg2, tmp_path / "fresh", synthetic_data)
+    assert _strip_timing(summary) == _strip_timing(fresh)
+    assert (tmp_path / "checkpoint.pt.stale").is_file()
+
+
+def test_partial_update_trains_and_sends_only_selected(synthetic_data, tmp_path):
+    cfg = small_config(method={"name": "adf"}, setting={"partial": ["adf", "bn", "classifier"]},
+                       train={"rounds": 1, "bn_mode": "frozen"})
+    run = FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
+    names = set(run.template)
+    assert names == {
+        "conv1.adf_scale", "conv2.adf_scale", "bn1.weight", "bn1.bias", "bn1.running_mean",
+        "bn1.running_var", "bn2.weight", "bn2.bias", "bn2.running_mean", "bn2.running_var",
+        "fc.weight", "fc.bias",
+    }
+    before = {k: v.clone() for k, v in run.global_state.items()}
+    run.step()
+    after = run.global_state
+    torch.testing.assert_close(after["conv1.weight"], before["conv1.weight"])  # frozen
+    assert not torch.equal(after["fc.weight"], before["fc.weight"])
+    assert not torch.equal(after["conv1.adf_scale"], before["conv1.adf_scale"])
+
+
+def test_partial_pattern_matching_nothing_is_a_config_error(synthetic_data, tmp_path):
+    from fedbench.fl.config import ConfigError
+
+    cfg = small_config(setting={"partial": ["nothing.*"]})
+    with pytest.raises(ConfigError, match="setting.partial"):
+        FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
+
+
+def test_template_kinds_and_excluded_nonweights():
+    model = TinyNet()
+    from fedbench.fl.adf import attach_adf
+
+    attach_adf(model)
+    tpl = build_template(model, small_config(method={"name": "adf"}))
+    assert tpl["conv1.weight"].kind == "weight" and tpl["fc.weight"].kind == "weight"
+    assert tpl["conv1.adf_scale"].kind == "fine" and tpl["bn1.running_var"].kind == "fine"
+    assert "bn1.num_batches_tracked" not in tpl
+    tpl2 = build_template(model, small_config(method={"name": "adf",
+                                                      "include_nonweights": False}))
+    assert set(tpl2) == {"conv1.weight", "conv2.weight", "fc.weight", "conv1.adf_scale",
+                         "conv2.adf_scale"}
+
+
+def test_bidirectional_server_residual_is_global_minus_view(synthetic_data, tmp_path):
+    cfg = small_config(setting={"direction": "bi"}, train={"rounds": 2})
+    run = FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
+    run.step()
+    diff = [float((run.global_state[n] - run.view[n]).abs().max()) for n in run.template]
+    assert max(diff) > 0  # the broadcast is lossy
+    row = run.step()
+    assert row["downlink_sparsity"] >= 0.8 - 1e-6
+
+
+def _has_codec():
+    try:
+        from fedbench.codec import encode  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_codec = pytest.mark.skipif(not _has_codec(), reason="fedbench.codec not available yet")
+
+
+@needs_codec
+@pytest.mark.parametrize("fold", [False, True])
+def test_adf_bidirectional_with_fold_and_lsa(synthetic_data, tmp_path, fold):
+    cfg = small_config(method={"name": "adf", "sparsity": 0.9, "adf_fold": fold,
+                               "lsa_steps": 2, "adf_linear": True},
+                       setting={"direction": "bi"}, train={"rounds": 2})
+    run = FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
+    assert "fc.adf_scale" in run.template
+    for _ in range(2):
+        row = run.step()
+    assert row["update_sparsity"] >= 0.85
+    s = run.global_state["conv1.adf_scale"]
+    if fold:
+        assert torch.all(s == 1) and torch.all(run.view["conv1.adf_scale"] == 1)
+    else:
+        assert not torch.all(s == 1)
+
+
+@needs_codec
+def test_unscaled_differs_from_adf_only_by_factors(synthetic_data, tmp_path):
+    a = FederatedRun(small_config(method={"name": "adf"}), tmp_path / "a", data=synthetic_data,
+                     model_fn=tiny_model_fn)
+    u = FederatedRun(small_config(method={"name": "unscaled"}), tmp_path / "u",
+                     data=synthetic_data, model_fn=tiny_model_fn)
+    extra = set(a.template) - set(u.template)
+    assert extra == {"conv1.adf_scale", "conv2.adf_scale"} and set(u.template) < set(a.template)
+    assert a.up.options == u.up.options
+    # identical initial weights
+    for n in u.global_state:
+        torch.testing.assert_close(a.global_state[n], u.global_state[n])
+    assert np.isfinite(u.step()["train_loss"])
+
+
+def test_divergence_is_reported(synthetic_data, tmp_path):
+    from fedbench.fl.loop import TrainingDiverged
+
+    cfg = small_config(train={"rounds": 1, "lr": 1e30}, method={"name": "fp32"})
+    with pytest.raises(TrainingDiverged, match="client"):
+        _run(cfg, tmp_path, synthetic_data)
+
+
+@needs_codec
+@pytest.mark.parametrize("mode", ["frozen", "running"])
+def test_bn_modes_let_factors_adapt(synthetic_data, tmp_path, mode):
+    cfg = small_config(method={"name": "adf", "sparsity": 0.5}, train={"rounds": 1,
+                                                                        "bn_mode": mode})
+    run = FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
+    rm0 = run.global_state["bn1.running_mean"].clone()
+    run.step()
+    s = run.global_state["conv1.adf_scale"]
+    assert float((s - 1).abs().max()) > 1e-4
+    moved = not torch.equal(run.global_state["bn1.running_mean"], rm0)
+    assert moved == (mode == "running")
