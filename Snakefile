@@ -1,0 +1,51 @@
+# fedbench: the whole benchmark as one DAG.
+#
+#   snakemake --cores 2                                  # default config (CPU, about an hour)
+#   snakemake --cores 2 --configfile config/smoke.yaml   # CI-sized, a few minutes
+#   snakemake --workflow-profile profiles/slurm --configfile config/paper.yaml   # cluster
+#   snakemake --report report.html                       # HTML report of the figures
+#
+# Data (download/copy + checksum + prepare) -> FL runs -> codec benchmarks -> figures/tables.
+# A --configfile replaces config/config.yaml (it is not merged into it).
+
+import os
+
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+SCHEMA = os.path.join(workflow.basedir, "config", "schema.yaml")
+
+
+include: "workflows/schema.smk"
+
+
+check_config(config, SCHEMA)
+validate(config, SCHEMA)  # also fills in the schema's defaults
+
+
+include: "workflows/common.smk"
+include: "workflows/data.smk"
+include: "workflows/fl.smk"
+include: "workflows/codec.smk"
+include: "workflows/figures.smk"
+
+
+report: "workflows/report/workflow.rst"
+
+
+localrules:
+    all,
+
+
+rule all:
+    input:
+        figure_targets(),
+        table_targets(),
+        codec_targets(),
+    default_target: True

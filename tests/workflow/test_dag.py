@@ -1,0 +1,140 @@
+"""The Snakemake DAG: every config dry-runs, the grid expands to every cell, bad configs fail
+with a message that names the key, the profiles hold what the executors need."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from wfhelpers import REPO, dry_run_jobs, expected_cells, run_snakemake
+
+CONFIGS = ("config.yaml", "smoke.yaml", "paper.yaml")
+
+
+def _dry_run(config: str, tmp_path: Path, extra: list[str] | None = None):
+    result = run_snakemake(
+        ["-n", "--configfile", str(REPO / "config" / config), *(extra or [])], tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    return dry_run_jobs(result.stdout)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "config.yaml",
+        "smoke.yaml",
+        pytest.param("paper.yaml", marks=pytest.mark.slow),
+    ],
+)
+def test_dry_run_lists_every_cell(config: str, tmp_path: Path) -> None:
+    jobs = _dry_run(config, tmp_path)
+    counts = Counter(j["rule"] for j in jobs)
+    want = expected_cells(REPO / "config" / config)
+    fl = [j for j in jobs if j["rule"] == "fl_run"]
+    assert counts["fl_run"] == len(want)
+    # Every (data set, model, setting, method, seed) of the grid is a job, and nothing else.
+    got = {(j["dataset"], j["model"], j["setting"], j["method"], int(j["seed"])) for j in fl}
+    assert got == {(c[0], c[1], c[2], c[3], c[5]) for c in want}
+    for rule in ("data_download", "data_prepare", "figure_compression_ratio",
+                 "figure_sparsity_sweep", "results_table", "all"):
+        assert counts[rule] >= 1, rule
+    datasets = {c[0] for c in want}
+    assert counts["figure_accuracy_vs_round"] == len(datasets)
+    assert counts["figure_accuracy_vs_mb"] == len(datasets)
+    cfg = yaml.safe_load((REPO / "config" / config).read_text())
+    if cfg.get("codec", {}).get("bench") is not None:
+        assert counts["codec_bench"] == 1 and counts["figure_codec_throughput"] == 1
+    assert counts["codec_pytest_benchmark"] == (cfg["codec"].get("pytest_benchmark") is not None)
+
+
+def test_default_config_covers_methods_and_directions() -> None:
+    cells = expected_cells(REPO / "config" / "config.yaml")
+    assert {c[0] for c in cells} == {"pneumoniamnist", "cifar10"}
+    assert {c[2] for c in cells} == {"uni", "bi"}
+    assert {c[3] for c in cells} == {"fp32", "unscaled", "adf", "stc"}
+
+
+def test_paper_grid_spans_the_paper() -> None:
+    cells = expected_cells(REPO / "config" / "paper.yaml")
+    assert {"cifar10", "chestxray", "voc2012-seg"} <= {c[0] for c in cells}
+    models = {c[1] for c in cells}
+    assert any(m.startswith("resnet") for m in models)
+    assert "mobilenet_v2" in models and any(m.startswith("vgg") for m in models)
+    assert {"uni", "bi", "partial"} <= {c[2] for c in cells}
+    assert {"fp32", "unscaled", "adf", "stc"} <= {c[3] for c in cells}
+    assert len({c[5] for c in cells}) >= 3
+    assert len({c[4] for c in cells if c[3] == "adf"}) >= 4  # a sparsity sweep
+
+
+@pytest.mark.slow
+def test_paper_fl_jobs_ask_for_a_gpu(tmp_path: Path) -> None:
+    jobs = _dry_run("paper.yaml", tmp_path)
+    fl = [j for j in jobs if j["rule"] == "fl_run"]
+    assert fl and all("gpu=1" in j["resources"] for j in fl)
+
+
+def test_sets_reach_the_fl_command(tmp_path: Path) -> None:
+    result = run_snakemake(
+        ["-n", "-p", "--configfile", str(REPO / "config" / "smoke.yaml")], tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [ln for ln in result.stdout.splitlines() if " fedbench fl " in ln]
+    assert len(lines) == len(expected_cells(REPO / "config" / "smoke.yaml"))
+    sweep = [ln for ln in lines if "/sparsity0.99/" in ln]
+    assert sweep and "--set method.sparsity=0.99" in sweep[0] and "method.name=adf" in sweep[0]
+    assert all("--set data.root=data" in ln and "--set seed=0" in ln for ln in lines)
+
+
+def _bad_config(tmp_path: Path, edit) -> Path:
+    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    edit(cfg)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["fl"]["set"].update({"train.rounds": -1}), "fl.set.train.rounds"),
+        (lambda c: c["methods"].update({"mine": {"name": "bogus"}}), "methods.mine.name"),
+        (lambda c: c["methods"].update({"bogus": {}}), "unknown method 'bogus'"),
+        (lambda c: c["fl"]["grid"][0]["methods"].append("nosuch"), "methods.nosuch"),
+        (lambda c: c.update({"rounds": 3}), "'rounds' was unexpected"),
+        (lambda c: c["fl"].update({"seeds": [-1]}), "fl.seeds.0"),
+        (lambda c: c["fl"]["set"].update({"seed": 3}), "fl.set"),
+        (lambda c: c["datasets"]["pneumoniamnist"].update({"preset": "nope"}), "preset 'nope'"),
+        (
+            lambda c: c["fl"]["grid"].append(
+                {**c["fl"]["grid"][0], "set": {"train.rounds": 1}}
+            ),
+            "again with different settings",
+        ),
+    ],
+)
+def test_invalid_config_names_the_key(tmp_path: Path, edit, message: str) -> None:
+    bad = _bad_config(tmp_path, edit)
+    result = run_snakemake(["-n", "--configfile", str(bad)], tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+
+
+def test_configfile_replaces_default_config(tmp_path: Path) -> None:
+    # smoke.yaml has one data set; the default config's cifar10 must not leak into it.
+    jobs = _dry_run("smoke.yaml", tmp_path)
+    assert {j.get("dataset") for j in jobs if j["rule"] == "fl_run"} == {"pneumoniamnist"}
+
+
+def test_profiles() -> None:
+    local = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
+    for key in ("cores", "keep-going", "rerun-incomplete", "printshellcmds"):
+        assert key in local
+    slurm = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert slurm["executor"] == "slurm" and slurm["jobs"] >= 1
+    for key in ("slurm_partition", "mem_mb", "runtime"):
+        assert key in slurm["default-resources"]
+    # GPU jobs: the fl rule's `gpu` resource is what the plugin turns into --gpus.
+    assert "resources:\n        gpu=" in (REPO / "workflows" / "fl.smk").read_text()
