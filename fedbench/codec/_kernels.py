@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit
 
 from fedbench.codec.engine import (
+    _clz32,
     _read,
     ctx_new,
     ctx_reset_all,
@@ -543,6 +544,25 @@ def encode_kernel(lv, base, hist, chan, skip_perm, prm, out, ep_tbo, ep_low, ep_
     sign_coded = _sign_coded(prm)
     fast_ok = not (tca and prof1) and not hd_on and not cb1
     simple = fast_ok and maxp == -1 and maxn == -1 and sign_coded
+    if simple and not dq:
+        coder = np.empty(6, dtype=np.int64)
+        coder[0] = low
+        coder[1] = rng
+        coder[2] = bl
+        coder[3] = nb
+        coder[4] = bb
+        coder[5] = pos
+        if encode_levels_lean(lv, chan, rs, prm, out, eco, coder, ep_tbo, ep_low, ep_dq) < 0:
+            return -1
+        low = coder[0]
+        rng = coder[1]
+        bl = coder[2]
+        nb = coder[3]
+        bb = coder[4]
+        pos = coder[5]
+        if pos + nb + VALUE_MARGIN > cap:
+            return -1
+        return enc_finish(low, rng, bl, nb, bb, pos, out)
     if prm[P_SCAN] == 0 and not rs:
         # raster without row skipping: one contiguous segment (longer zero runs)
         w = prm[P_NUM]
@@ -722,7 +742,7 @@ def _dec_value(val, rng, bn, pos, ovr, data, cx, signc, tb, n, maxp, maxn, sign_
 @njit(cache=True, nogil=True)
 def decode_rows(data, prm, rs, hdsp_flag, chan, eco, base, hist, skip_perm, out,
                 state, br0, br1, use_ep, ep_off, ep_val, ep_dq, rec_off, rec_val, rec_dq):
-    """Decode block rows [br0, br1) into out; returns an error code (E_*).
+    """Decode block rows [br0, br1) into out (zero-initialised); returns an error code (E_*).
 
     Sequential (use_ep == 0): continue from state (val, rng, bn, pos, ovr, dq, 0) with the
     encoder's resets at block-row ends, recording entry points (absolute bit offset, value
@@ -756,6 +776,9 @@ def decode_rows(data, prm, rs, hdsp_flag, chan, eco, base, hist, skip_perm, out,
     limit = data.shape[0] + 16
     fast_ok = not (tca and prof1) and not hd_on and not cb1
     simple = fast_ok and maxp == -1 and maxn == -1 and sign_coded
+    if simple and not dq:
+        return decode_rows_lean(data, prm, rs_on, chan, eco, out, state, br0, br1, use_ep,
+                                ep_off, ep_val, rec_off, rec_val, rec_dq)
     if prm[P_SCAN] == 0 and not rs_on:
         # raster without row skipping: one contiguous segment (longer zero runs)
         w = prm[P_NUM]
@@ -901,3 +924,399 @@ def dq_skip_perm(width):
         perm[s] = t
     return perm
 
+
+
+# ----------------------------------------------------------------------------- lean decoder
+# The common case (no DQ, no TCA/HDSP, no codebook limits) has its own kernel. Everything on
+# the per-bin path takes and returns scalars only: numba inlines a function with an array
+# argument by copying the array variable, which costs an atomic NRT incref/decref pair per
+# inlined call, in the hottest loop. Contexts live in four 1-D int64 arrays (no 2-D index
+# arithmetic), table indices are cast to unsigned (no negative-index wrap-around), and the
+# stream is read from a zero-padded copy, so a byte read needs no bounds check (the
+# per-value position limit keeps every read inside the padding; reads past the real end
+# still count as overrun, from the final position).
+LEAN_PAD = 512  # > the per-value limit slack (16) + the bytes one value can read (< 200)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _lbin(val, rng, s):
+    """One context-coded bin with combined state s: returns (val, rng, shift, bin)."""
+    rlps = np.int64(RPS_TABLE[np.uint64(abs(s >> 7) + (rng & 0xE0))])
+    rmps = rng - rlps
+    scaled = rmps << 7
+    lps = val >= scaled
+    if lps:
+        val -= scaled
+        rng = rlps
+    else:
+        rng = rmps
+    b = np.int64(s >= 0) ^ np.int64(lps)
+    k = _clz32(rng) - 23
+    return val << k, rng << k, k, b
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _lupd(a, s, sh0, sh1, b):
+    """Dual-rate estimator update (s0, S) after bin b, scalars only."""
+    s1 = s - a * 16
+    if b:
+        a += CURVE_TAB_S4[np.uint64(16 + (a >> 3))] >> sh0
+        s1 += CURVE_TAB_S4[np.uint64(16 + (s1 >> 7))] >> sh1
+    else:
+        a -= CURVE_TAB_S4[np.uint64(16 + ((-a) >> 3))] >> sh0
+        s1 -= CURVE_TAB_S4[np.uint64(16 + ((-s1) >> 7))] >> sh1
+    return a, s1 + 16 * a
+
+
+@njit(cache=True, nogil=True)
+def _lean_reset(ca, cs, csh0, csh1, eco):
+    """Contexts at the initial state of their parameter sets."""
+    for c in range(eco.shape[0]):
+        e = eco[c]
+        ca[c] = IDX_TO_ECO_SET[e, 3]
+        cs[c] = IDX_TO_ECO_SET[e, 2]
+        csh0[c] = IDX_TO_ECO_SET[e, 0] + 4
+        csh1[c] = IDX_TO_ECO_SET[e, 1]
+
+
+@njit(cache=True, nogil=True)
+def decode_rows_lean(data, prm, rs_on, chan, eco, out, state, br0, br1, use_ep, ep_off, ep_val,
+                     rec_off, rec_val, rec_dq):
+    """decode_rows for dq_flag 0 without TCA, HDSP or codebook limits (same results)."""
+    n = prm[P_NGTX]
+    nctx = eco.shape[0]
+    ca = np.empty(nctx, dtype=np.int64)
+    cs = np.empty(nctx, dtype=np.int64)
+    csh0 = np.empty(nctx, dtype=np.int64)
+    csh1 = np.empty(nctx, dtype=np.int64)
+    _lean_reset(ca, cs, csh0, csh1, eco)
+    nd = data.shape[0]
+    buf = np.zeros(nd + LEAN_PAD, dtype=np.uint8)
+    buf[:nd] = data
+    w, rows, bw, bh, nbr = _geometry(prm)
+    val = state[0]
+    rng = state[1]
+    bn = state[2]
+    pos = state[3]
+    ovr = state[4]
+    err = E_OK
+    limit = nd + 16
+    maxpos = pos
+    eg0 = 53 + 4 * n
+    if prm[P_SCAN] == 0 and not rs_on:
+        w = prm[P_NUM]
+        rows = 1
+        bw = w
+        bh = 1
+    for br in range(br0, br1):
+        if use_ep and br > 0:
+            maxpos = max(maxpos, pos)
+            val, rng, bn, pos, ovr2 = dec_seek(data, ep_off[br], ep_val[br])
+            ovr += ovr2
+            _lean_reset(ca, cs, csh0, csh1, eco)
+        cls = 0
+        y0 = br * bh
+        y1 = min(y0 + bh, rows)
+        for x0 in range(0, w, bw):
+            x1 = min(x0 + bw, w)
+            for y in range(y0, y1):
+                if rs_on and chan[y] == 1:
+                    continue
+                row = y * w
+                x = x0
+                while x < x1:
+                    if pos > limit:
+                        state[0] = val
+                        state[1] = rng
+                        state[2] = bn
+                        state[3] = pos
+                        state[4] = ovr + 1
+                        state[5] = 0
+                        return err
+                    if cls == 0:
+                        a = ca[0]
+                        sq = cs[0]
+                        if a <= SAT_S0 and sq - 16 * a <= SAT_S1:
+                            # saturated zero context: whole zero runs per range interval
+                            q = abs(sq >> 7)
+                            while x < x1:
+                                k = RUN_STEPS[q, rng]
+                                lst = RUN_LAST[q, rng]
+                                if x + k <= x1 and val < (lst << 7):
+                                    rng = lst << 1
+                                    x += k
+                                else:
+                                    rm = rng - RPS_TABLE[q + (rng & 0xE0)]
+                                    if val >= (rm << 7):
+                                        break  # a significant value: decoded below
+                                    rng = rm
+                                    x += 1
+                                    if rng >= 256:
+                                        continue
+                                    rng <<= 1
+                                val <<= 1
+                                bn += 1
+                                if bn >= 0:
+                                    val += np.int64(buf[pos])
+                                    pos += 1
+                                    bn -= 8
+                                    if pos > limit:
+                                        # a long run past the end: keep the reads inside the
+                                        # padding; the check above reports the truncation
+                                        break
+                            if x >= x1:
+                                break
+                    # significance
+                    s = cs[cls]
+                    val, rng, k, b = _lbin(val, rng, s)
+                    bn += k
+                    if bn >= 0:
+                        val += np.int64(buf[pos]) << bn
+                        pos += 1
+                        bn -= 8
+                    ca[cls], cs[cls] = _lupd(ca[cls], s, csh0[cls], csh1[cls], b)
+                    if b == 0:  # out is zero-initialised by the caller
+                        cls = 0
+                        x += 1
+                        continue
+                    # sign
+                    c = 48 + cls
+                    s = cs[c]
+                    val, rng, k, sgn = _lbin(val, rng, s)
+                    bn += k
+                    if bn >= 0:
+                        val += np.int64(buf[pos]) << bn
+                        pos += 1
+                        bn -= 8
+                    ca[c], cs[c] = _lupd(ca[c], s, csh0[c], csh1[c], sgn)
+                    # greater-than flags
+                    c = 53 + sgn
+                    d = np.int64(1)
+                    i = 0
+                    while True:
+                        s = cs[c]
+                        val, rng, k, b = _lbin(val, rng, s)
+                        bn += k
+                        if bn >= 0:
+                            val += np.int64(buf[pos]) << bn
+                            pos += 1
+                            bn -= 8
+                        ca[c], cs[c] = _lupd(ca[c], s, csh0[c], csh1[c], b)
+                        if b == 0:
+                            break
+                        d += 1
+                        i += 1
+                        c += 2
+                        if i == n:
+                            # Exp-Golomb remainder: context-coded unary prefix, bypass suffix
+                            rb = 0
+                            for j in range(31):
+                                c = eg0 + j
+                                s = cs[c]
+                                val, rng, k, b = _lbin(val, rng, s)
+                                bn += k
+                                if bn >= 0:
+                                    val += np.int64(buf[pos]) << bn
+                                    pos += 1
+                                    bn -= 8
+                                ca[c], cs[c] = _lupd(ca[c], s, csh0[c], csh1[c], b)
+                                if b == 0:
+                                    break
+                                d += np.int64(1) << rb
+                                rb += 1
+                            r = np.int64(0)
+                            sr = rng << 7
+                            for _ in range(rb):
+                                val += val
+                                bn += 1
+                                if bn >= 0:
+                                    val += np.int64(buf[pos])
+                                    pos += 1
+                                    bn = -8
+                                bit = np.int64(val >= sr)
+                                val -= sr * bit
+                                r = (r << 1) | bit
+                            d += r
+                            break
+                    if sgn:
+                        d = -d
+                        cls = 1
+                    else:
+                        cls = 2
+                    if d > 2147483647 or d < -2147483647:
+                        err = E_OVERFLOW
+                        d = 0
+                    out[row + x] = d
+                    x += 1
+        if br < nbr - 1:
+            rec_off[br + 1] = dec_bit_offset(pos, bn)
+            rec_val[br + 1] = val >> 7
+            rec_dq[br + 1] = 0
+            if not use_ep:
+                _lean_reset(ca, cs, csh0, csh1, eco)
+                rng = 256
+    maxpos = max(maxpos, pos)
+    state[0] = val
+    state[1] = rng
+    state[2] = bn
+    state[3] = pos
+    state[4] = ovr + max(0, maxpos - nd)
+    state[5] = 0
+    return err
+
+
+# ----------------------------------------------------------------------------- lean encoder
+@njit(cache=True, nogil=True, inline="always")
+def _lenc(low, rng, s, b):
+    """Encode bin b with combined state s (scalars only): returns (low, rng, shift)."""
+    rlps = np.int64(RPS_TABLE[np.uint64(abs(s >> 7) + (rng & 0xE0))])
+    rng -= rlps
+    if b ^ np.int64(s >= 0):  # the less probable symbol
+        low += rng
+        rng = rlps
+    k = _clz32(rng) - 23
+    return low << k, rng << k, k
+
+
+@njit(cache=True, nogil=True)
+def encode_levels_lean(lv, chan, rs, prm, out, eco, coder, ep_tbo, ep_low, ep_dq):
+    """encode_kernel's level loop for dq_flag 0 without TCA, HDSP or codebook limits.
+
+    coder holds (low, rng, bl, nb, bb, pos) on entry and exit; returns 0, or -1 when out is
+    too small. Same bytes as the general loop; see decode_rows_lean for why it is separate.
+    """
+    n = prm[P_NGTX]
+    nctx = eco.shape[0]
+    ca = np.empty(nctx, dtype=np.int64)
+    cs = np.empty(nctx, dtype=np.int64)
+    csh0 = np.empty(nctx, dtype=np.int64)
+    csh1 = np.empty(nctx, dtype=np.int64)
+    _lean_reset(ca, cs, csh0, csh1, eco)
+    cap = out.shape[0]
+    low = coder[0]
+    rng = coder[1]
+    bl = coder[2]
+    nb = coder[3]
+    bb = coder[4]
+    pos = coder[5]
+    w, rows, bw, bh, nbr = _geometry(prm)
+    eg0 = 53 + 4 * n
+    if prm[P_SCAN] == 0 and not rs:
+        w = prm[P_NUM]
+        rows = 1
+        bw = w
+        bh = 1
+    cls = 0
+    for br in range(nbr):
+        y0 = br * bh
+        y1 = min(y0 + bh, rows)
+        for x0 in range(0, w, bw):
+            x1 = min(x0 + bw, w)
+            for y in range(y0, y1):
+                if rs and chan[y] == 1:
+                    continue
+                row = y * w
+                x = x0
+                while x < x1:
+                    v = np.int64(lv[row + x])
+                    if pos + nb + VALUE_MARGIN > cap:
+                        return -1
+                    if v == 0 and cls == 0:
+                        a = ca[0]
+                        sq = cs[0]
+                        if a <= SAT_S0 and sq - 16 * a <= SAT_S1:
+                            e = x + 1
+                            while e < x1 and lv[row + e] == 0:
+                                e += 1
+                            if pos + nb + VALUE_MARGIN + (e - x) // 8 > cap:
+                                return -1
+                            q = abs(sq >> 7)
+                            while x < e:
+                                k = RUN_STEPS[q, rng]
+                                if x + k <= e:
+                                    rng = RUN_LAST[q, rng] << 1
+                                    low <<= 1
+                                    bl -= 1
+                                    if bl < 12:
+                                        low, bl, nb, bb, pos = enc_write_out(low, bl, nb, bb, pos, out)
+                                    x += k
+                                else:
+                                    rng -= RPS_TABLE[q + (rng & 0xE0)]
+                                    x += 1
+                            continue
+                    # significance
+                    b = np.int64(v != 0)
+                    s = cs[cls]
+                    low, rng, k = _lenc(low, rng, s, b)
+                    bl -= k
+                    if bl < 12:
+                        low, bl, nb, bb, pos = enc_write_out(low, bl, nb, bb, pos, out)
+                    ca[cls], cs[cls] = _lupd(ca[cls], s, csh0[cls], csh1[cls], b)
+                    if v == 0:
+                        cls = 0
+                        x += 1
+                        continue
+                    # sign
+                    neg = np.int64(v < 0)
+                    c = 48 + cls
+                    s = cs[c]
+                    low, rng, k = _lenc(low, rng, s, neg)
+                    bl -= k
+                    if bl < 12:
+                        low, bl, nb, bb, pos = enc_write_out(low, bl, nb, bb, pos, out)
+                    ca[c], cs[c] = _lupd(ca[c], s, csh0[c], csh1[c], neg)
+                    cls = 1 if neg else 2
+                    # greater-than flags
+                    a = abs(v) - 1
+                    c = 53 + neg
+                    i = 0
+                    while True:
+                        g = np.int64(a > i)
+                        s = cs[c]
+                        low, rng, k = _lenc(low, rng, s, g)
+                        bl -= k
+                        if bl < 12:
+                            low, bl, nb, bb, pos = enc_write_out(low, bl, nb, bb, pos, out)
+                        ca[c], cs[c] = _lupd(ca[c], s, csh0[c], csh1[c], g)
+                        if g == 0:
+                            break
+                        i += 1
+                        c += 2
+                        if i == n:
+                            # Exp-Golomb order 0 of |v| - n - 1: context-coded unary prefix
+                            r = a - n
+                            base = np.int64(0)
+                            j = 0
+                            while True:
+                                g = np.int64(r >= base + (np.int64(1) << j))
+                                c = eg0 + j
+                                s = cs[c]
+                                low, rng, k = _lenc(low, rng, s, g)
+                                bl -= k
+                                if bl < 12:
+                                    low, bl, nb, bb, pos = enc_write_out(low, bl, nb, bb, pos, out)
+                                ca[c], cs[c] = _lupd(ca[c], s, csh0[c], csh1[c], g)
+                                if g == 0:
+                                    break
+                                base += np.int64(1) << j
+                                j += 1
+                            if j > 0:
+                                low, rng, bl, nb, bb, pos = enc_bypass_bins(
+                                    low, rng, bl, nb, bb, pos, out, r - base, j
+                                )
+                            break
+                    x += 1
+        if br < nbr - 1:
+            _lean_reset(ca, cs, csh0, csh1, eco)
+            cls = 0
+            rng = 256
+            ep_tbo[br + 1] = 23 - bl + 8 * (pos + nb)
+            ep_low[br + 1] = low & 255
+            ep_dq[br + 1] = 0
+    coder[0] = low
+    coder[1] = rng
+    coder[2] = bl
+    coder[3] = nb
+    coder[4] = bb
+    coder[5] = pos
+    return 0

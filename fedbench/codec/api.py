@@ -46,17 +46,26 @@ _PARALLEL_MIN_PER_ITEM = 1 << 12
 
 
 def _pmap(
-    fn: Callable[[_T], _R], items: Iterable[_T], threads: int, work: int | None = None
+    fn: Callable[[_T], _R], items: Iterable[_T], threads: int, work: int | None = None,
+    sizes: list[int] | None = None,
 ) -> list[_R]:
-    """map over a thread pool (the kernels release the GIL); serial for one thread or little work."""
+    """map over a thread pool (the kernels release the GIL); serial for one thread or little work.
+
+    With sizes, the largest items are started first (longest-processing-time order), so that
+    one big tensor left for last does not run alone while the other cores idle.
+    """
     items = list(items)
     small = work is not None and (
         work < _PARALLEL_MIN_ELEMENTS or work < _PARALLEL_MIN_PER_ITEM * len(items)
     )
     if threads <= 1 or len(items) <= 1 or small:
         return [fn(x) for x in items]
+    order = list(range(len(items)))
+    if sizes is not None:
+        order.sort(key=lambda i: -sizes[i])
     with ThreadPoolExecutor(max_workers=min(threads, len(items))) as ex:
-        return list(ex.map(fn, items))
+        futures = {i: ex.submit(fn, items[i]) for i in order}
+        return [futures[i].result() for i in range(len(items))]
 
 
 def _threads(n: int | None) -> int:
@@ -106,50 +115,29 @@ def _lossless_levels(name: str, arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.int32)
 
 
-def _urq(w32: np.ndarray, qp: int, qp_density: int) -> np.ndarray | None:
-    """Uniform levels (quant.quantize_uniform's arithmetic), None unless all fit the CABAC."""
-    scale = np.float32(np.float32(1.0) / np.float32(quant.step_size(qp, qp_density)))
-    levels = sparse.quantize_uniform_fast(w32, scale)
-    if levels is None or (levels.size and int(levels.min()) == _INT32_MIN):
-        return None
-    return levels
-
-
 def _quantize(
     w32: np.ndarray, qp: int, dq: bool, weight: bool, cfg: CodecConfig,
     importance: np.ndarray | None,
 ) -> tuple[np.ndarray, int]:
     """Levels and the QP used: a QP too fine for the tensor's range is coarsened (stored)."""
-    fast = not dq and (cfg.lambda_scale == 0.0 or not weight)
-    if fast:
-        levels = _urq(w32, qp, cfg.qp_density)
-        if levels is not None:
+    lam = cfg.lambda_scale if weight else 0.0
+    imp = importance if weight else None
+    if not dq and lam == 0.0:
+        try:
+            levels = quant.quantize_uniform(w32, qp, cfg.qp_density)
+        except SettingsError:
+            levels = None  # overflow: fall back below
+        # The CABAC codes magnitudes up to 2^31 - 1 only: -2^31 also needs a coarser QP.
+        if levels is not None and (not levels.size or int(levels.min()) > _INT32_MIN):
             return levels, qp
     if w32.size:
+        # safe_qp's answer keeps every level within +-(2^31 - 2) for all three quantizers.
         qp = quant.safe_qp(w32, qp, cfg.qp_density)
-    # safe_qp follows NNCodec's formula, which can land one step short at the int32 edge;
-    # the CABAC also refuses -2^31. Coarsen until the levels fit (each 2^d steps halve them).
-    for _ in range(64 << cfg.qp_density):
-        if fast:
-            levels = _urq(w32, qp, cfg.qp_density)
-            if levels is not None:
-                return levels, qp
-        try:
-            levels = quant.quantize(
-                w32, qp, cfg.qp_density, dq=dq,
-                lambda_scale=cfg.lambda_scale if weight else 0.0,
-                importance=importance if weight else None, scan_order=cfg.scan_order,
-                cabac_unary_length=cfg.cabac_unary_length,
-            )
-        except SettingsError as exc:
-            if "overflow" not in str(exc):
-                raise
-            qp += 1
-            continue
-        if not levels.size or int(levels.min()) > _INT32_MIN:
-            return levels, qp
-        qp += 1
-    raise InvalidTensorError("no QP keeps this tensor's levels inside the int32 range")
+    levels = quant.quantize(
+        w32, qp, cfg.qp_density, dq=dq, lambda_scale=lam, importance=imp,
+        scan_order=cfg.scan_order, cabac_unary_length=cfg.cabac_unary_length,
+    )
+    return levels, qp
 
 
 def _prepare(
@@ -252,18 +240,21 @@ def encode(
     threads = _threads(cfg.num_threads)
     work = sum(arr.size for _, arr in items)
     prepared = _pmap(
-        lambda it: _prepare(it[0], it[1], cfg, imp.get(it[0])), items, threads, work
+        lambda it: _prepare(it[0], it[1], cfg, imp.get(it[0])), items, threads, work,
+        [arr.size for _, arr in items],
     )
     if cfg.mode == "nnc":
         for p in prepared:
             if p.levels.size == 0:
                 p.entry.coder = CODER_EMPTY
         coded = [p for p in prepared if p.entry.coder == CODER_NNC]
-        payload_lists = _pmap(lambda p: _nnc_job(p, cfg), coded, threads, work)
+        payload_lists = _pmap(
+            lambda p: _nnc_job(p, cfg), coded, threads, work, [p.levels.size for p in coded]
+        )
         payloads = [b for pl in payload_lists for b in pl]
     else:
         jobs = [j for p in prepared for j in _sparse_jobs(p, cfg)]
-        results = _pmap(_sparse_code, jobs, threads, work)
+        results = _pmap(_sparse_code, jobs, threads, work, [j[2] - j[1] for j in jobs])
         payloads = []
         for (p, _, _), (method, payload) in zip(jobs, results, strict=True):
             p.entry.segments.append((method, len(payload)))
@@ -344,8 +335,10 @@ def decode(
                 seg_jobs.append((e, out, data[pos : pos + length], method, start, stop))
                 pos += length
     work = sum(e.size for e in entries)
-    _pmap(_decode_segment, seg_jobs, threads, work)
-    nnc_levels = _pmap(lambda e: _decode_nnc(e, data), nnc_entries, threads, work)
+    _pmap(_decode_segment, seg_jobs, threads, work, [j[5] - j[4] for j in seg_jobs])
+    nnc_levels = _pmap(
+        lambda e: _decode_nnc(e, data), nnc_entries, threads, work, [e.size for e in nnc_entries]
+    )
     for e, lv in zip(nnc_entries, nnc_levels, strict=True):
         flats[e.name] = lv
     return {e.name: _finish(e, flats[e.name]) for e in entries}

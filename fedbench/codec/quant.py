@@ -143,24 +143,45 @@ def _float32_step(qp: int, qp_density: int) -> np.float32:
     return np.float32(step_size(qp, qp_density))
 
 
+def _fits(w32: np.ndarray, step: np.float32) -> bool:
+    """Whether every level of URQ, RDOQ and the trellis at this step lies within the trellis' limits."""
+    if not w32.size:
+        return True
+    scale = np.float32(np.float32(1.0) / step)
+    dscale = 1.0 / float(step)  # RDOQ scales in double
+    # Rounding is monotone, so the extremes decide; the trellis' bounds are the tighter ones.
+    for x in (float(w32.max()), float(w32.min())):
+        for r in (float(np.float32(np.float32(x) * scale)), x * dscale):
+            if not _TCQ_MIN <= _round_half_away(r) <= _TCQ_MAX:
+                return False
+    return True
+
+
 def safe_qp(w: np.ndarray, qp: int, qp_density: int = 2) -> int:
-    """`qp` if no level overflows int32, else the QP NNCodec's quantLayer falls back to."""
+    """`qp` if no level overflows int32, else the coarser QP NNCodec's quantLayer falls back to.
+
+    The answer always fits: where NNCodec's float32 formula lands one step short (its
+    quantLayer then fails its own check), the QP is raised until the levels fit.
+    """
     w32 = _as_weights(w)
     d = _check_qp_density(qp_density)
-    step = _float32_step(qp, d)
-    max_abs = float(np.abs(w32).max()) if w32.size else 0.0
-    scaled = abs(_round_half_away(float(np.float32(max_abs * np.float32(1.0 / float(step))))))
-    if scaled <= _TCQ_MAX:  # the trellis' limit, the tighter of the two quantizers'
-        return int(qp)
+    qp = _check_int("qp", qp)
+    if _fits(w32, _float32_step(qp, d)):
+        return qp
     # Encoder::quantLayer's retry: the smallest step that keeps max|w|/step below 2^31 - 3,
     # evaluated with the same float32 intermediates.
+    max_abs = float(np.abs(w32).max())
     k = 1 << d
     min_step = max_abs / float((1 << 31) - 3)
     base_qp = np.float32(math.floor(math.log2(min_step)) * k)
     new_qp = np.float32(
         float(base_qp) + ((min_step * k) / 2.0 ** float(base_qp / np.float32(k)) - k)
     )
-    return math.ceil(float(new_qp))
+    qp = math.ceil(float(new_qp))
+    # Each 2^d steps double the step, so this ends within a few rounds.
+    while not _fits(w32, _float32_step(qp, d)):
+        qp += 1
+    return qp
 
 
 # ----------------------------------------------------------------------------- scan
@@ -340,14 +361,22 @@ def _round_half_away(x: float) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _urq_kernel(w: np.ndarray, scale: np.float32, out: np.ndarray) -> int:
+def _urq_kernel(w: np.ndarray, scale: np.float32, out: np.ndarray) -> bool:
+    # float32 product (as the C++ float * float), rounded half away from zero in double:
+    # r + copysign(0.5, r) is exact for a float32 r (its 24 bits plus the half fit a double)
+    # and the conversion truncates. No early exit and no branch per element, so LLVM
+    # vectorises the loop; out-of-range products are clamped (written as garbage-free
+    # values) and reported afterwards through the extremes, as quantizeURQ's check
+    # (level > 2^31 - 1 or level < -2^31) would.
+    lo = 0.0
+    hi = 0.0
     for i in range(w.size):
-        # float32 product (as the C++ float * float), rounded in double.
-        r = _round_half_away(np.float64(np.float32(scale * w[i])))
-        if r > _INT32_MAX or r < _INT32_MIN:
-            return 0
-        out[i] = np.int32(r)
-    return 1
+        r = np.float64(np.float32(scale * w[i]))
+        lo = min(lo, r)
+        hi = max(hi, r)
+        c = min(max(r + math.copysign(0.5, r), -2147483648.0), 2147483647.0)
+        out[i] = np.int32(c)
+    return hi < 2147483647.5 and lo > -2147483648.5
 
 
 def _overflow_error(qp: int, qp_density: int, w32: np.ndarray) -> SettingsError:

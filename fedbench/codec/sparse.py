@@ -38,8 +38,6 @@ Payload syntax (what a decoder must reproduce):
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
@@ -644,34 +642,3 @@ def decode(data: bytes, method: int, n: int) -> np.ndarray:
 # Smallest cost of one element in the dense binarization: one significance bin at the
 # largest probability the 16-bit model allows, -log2(65535/65536) bits.
 DENSE_MIN_BITS_PER_ELEMENT = float(-np.log2(65535 / 65536))
-
-
-# ---------------------------------------------------------------- fast uniform quantization
-
-# Magnitudes at or above this (after scaling) are left to quant.quantize_uniform, which
-# reports the int32 overflow.
-_URQ_LIMIT = 2147483647.5
-
-
-@njit(cache=True, nogil=True)
-def _urq_kernel(w, scale, out):
-    # Same arithmetic as quant.quantize_uniform (float32 product, round half away from zero
-    # in double) without a branch per element, so that LLVM vectorises it; the largest
-    # magnitude is returned so the caller can fall back when the int32 conversion overflowed.
-    m = 0.0
-    for i in range(w.size):
-        r = np.float64(np.float32(scale * w[i]))
-        a = abs(r)
-        m = max(m, a)
-        if a < _URQ_LIMIT:
-            out[i] = np.int32(r + math.copysign(0.5, r))
-        else:
-            out[i] = 0
-    return m
-
-
-def quantize_uniform_fast(w32: np.ndarray, scale: np.float32) -> np.ndarray | None:
-    """URQ levels of contiguous float32 weights (scale = float32(1/step)); None on overflow."""
-    out = np.empty(w32.shape, dtype=np.int32)
-    m = _urq_kernel(w32.reshape(-1), np.float32(scale), out.reshape(-1))
-    return None if m >= _URQ_LIMIT else out

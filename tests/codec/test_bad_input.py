@@ -195,3 +195,20 @@ def test_encode_rejects_non_mapping_and_bad_config() -> None:
         encode({"a": np.zeros(3)}, {"mode": "nnc"})  # type: ignore[arg-type]
     with pytest.raises(InvalidTensorError, match="unknown tensors"):
         encode({"a": np.zeros((2, 2), np.float32)}, importance={"b": np.ones((2, 2))})
+
+
+@pytest.mark.parametrize("cut", [1100, 1500, 2500])
+def test_truncated_stream_in_a_long_zero_run_is_reported(cut: int) -> None:
+    # Past the end the decoder reads zeros, which decode as a very long run of zeros: the
+    # fast zero-run path must stop at the stream's end (plus slack) and report truncation.
+    from fedbench.codec.cabac import decode_levels, encode_levels
+
+    rng = np.random.default_rng(7)
+    lv = np.zeros(1 << 21, np.int32)
+    lv[:3000] = rng.integers(-100, 100, 3000)
+    lv[-1] = 3
+    data = encode_levels(lv)
+    assert len(data) > 2500
+    with pytest.raises((TruncatedStreamError, CorruptStreamError)):
+        decode_levels(data[:cut], lv.shape)
+    np.testing.assert_array_equal(decode_levels(data, lv.shape), lv)

@@ -375,6 +375,52 @@ def test_safe_qp_matches_nncodec_fallback():
     assert safe_qp(w, -32) == -32
 
 
+@pytest.mark.parametrize(("w", "qp", "d"), [([1.0], -62, 1), ([1.5, 0.3], -140, 2), ([0.7], -126, 2),
+                                          ([-3e3, 2.0], -90, 0)])
+def test_safe_qp_always_fits(w, qp, d):
+    w = np.array(w, np.float32)
+    q = safe_qp(w, qp, d)
+    for levels in (quantize_uniform(w, q, d), quantize_dq(w, q, d), quantize_rdoq(w, q, d, 1.0)):
+        assert int(np.abs(levels.astype(np.int64)).max()) <= 2**31 - 2
+    if q != qp:  # minimal up to NNCodec's own formula: one step finer overflows
+        with pytest.raises(SettingsError):
+            quantize_dq(w, q - 1, d)
+
+
+def test_safe_qp_where_nncodec_formula_falls_short():
+    # NNCodec's fallback for these returns a QP that still overflows (quantLayer then fails).
+    assert safe_qp(np.array([1.0], np.float32), -62, 1) == -61
+    w = np.array([1.5, 0.3], np.float32)
+    q = safe_qp(w, -140, 2)
+    np.testing.assert_array_equal(quantize_uniform(w, q), _urq_reference(w, q))
+
+
+def test_urq_overflow_bounds_match_quantize_urq():
+    # At qp 0 (step 1) float32 values near 2^31 are spaced 128/256 apart: quantizeURQ accepts
+    # levels in [-2^31, 2^31 - 1].
+    ok = np.array([2147483520.0, -2147483648.0, 0.5, -0.5, 2.5], np.float32)
+    np.testing.assert_array_equal(
+        quantize_uniform(ok, 0, 0), [2147483520, -2147483648, 1, -1, 3]
+    )
+    for bad in ([2147483648.0], [-2147483904.0], [1.0, 3e9]):
+        with pytest.raises(SettingsError, match="overflow"):
+            quantize_uniform(np.array(bad, np.float32), 0, 0)
+
+
+@pytest.mark.parametrize("qp", [-75, -32, -4, 7])
+def test_urq_matches_pure_python_with_zeros_and_ties(qp):
+    rng = np.random.default_rng(qp + 100)
+    step = np.float32(step_size(qp))
+    ties = (rng.integers(-50, 50, 500) + 0.5).astype(np.float32) * step
+    w = np.r_[rng.normal(0, 0.05, 5000).astype(np.float32), ties, np.float32(0), -np.float32(0)]
+    try:
+        got = quantize_uniform(w, qp)
+    except SettingsError:
+        assert np.abs(w).max() / step > 2**31 - 1
+        return
+    np.testing.assert_array_equal(got, _urq_reference(w, qp))
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

@@ -8,7 +8,6 @@ import pytest
 from fedbench.codec import (
     CodecConfig,
     CorruptStreamError,
-    SettingsError,
     encode,
     quantize,
     sparse,
@@ -131,26 +130,3 @@ def test_zeroth_order_entropy_pools_levels() -> None:
     assert zeroth_order_entropy_bytes([a, b]) == pytest.approx(1.5)
     assert per_tensor_entropy_bytes([a, b]) == pytest.approx(0.5)
     assert zeroth_order_entropy_bytes([]) == 0.0
-
-
-@pytest.mark.parametrize("qp", [-75, -32, -4, 7])
-def test_fast_uniform_quantizer_matches_quant(qp: int) -> None:
-    from fedbench.codec import quant
-
-    rng = np.random.default_rng(qp + 100)
-    step = np.float32(quant.step_size(qp))
-    ties = (rng.integers(-50, 50, 500) + 0.5).astype(np.float32) * step
-    w = np.r_[rng.normal(0, 0.05, 5000).astype(np.float32), ties, np.float32(0), -np.float32(0)]
-    scale = np.float32(np.float32(1.0) / step)
-    fast = sparse.quantize_uniform_fast(w, scale)
-    try:
-        ref = quant.quantize_uniform(w, qp)
-    except SettingsError:
-        assert fast is None
-        return
-    assert fast is not None and np.array_equal(fast, ref)
-
-
-def test_fast_uniform_quantizer_reports_overflow() -> None:
-    w = np.array([1.0, 3e9], np.float32)
-    assert sparse.quantize_uniform_fast(w, np.float32(1.0)) is None
