@@ -3,7 +3,8 @@
 - `config`: RunConfig dataclasses, YAML presets (fedbench/fl/presets), `--set` overrides.
 - `compressors`: the UpdateCompressor interface and its registry (fp32, deepcabac, stc,
   topk-fp16); `sparsify`: the sparsifiers.
-- `adf`: per-filter factors (conv(x, s * W)), folding.
+- `adf`: per-filter factors (conv(x, s * W), or s * BN(conv(x)) where a BatchNorm follows),
+  folding.
 - `aggregation`: FedAvg strategy (configure / aggregate); `client`: data, local training,
   evaluation; `loop`: the round loop, accounting, checkpoint/resume, outputs (`run_fl`).
 

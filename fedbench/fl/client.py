@@ -179,17 +179,22 @@ def lr_at_round(train: Any, round_: int) -> float:
 
 
 def make_optimizer(
-    model: nn.Module, train: Any, lr: float, trainable: set[str]
+    model: nn.Module, train: Any, lr: float, trainable: set[str], adf_lr_scale: float = 1.0
 ) -> torch.optim.Optimizer:
-    """SGD/Adam over the trainable parameters; ADF factors get no weight decay."""
-    decay, no_decay = [], []
+    """SGD/Adam over the trainable parameters; ADF factors: lr * adf_lr_scale, no weight decay.
+
+    Two groups, always in this order (also when one is empty, so that saved optimizer states
+    load): the other parameters, then the factors (marked "adf": True).
+    """
+    decay, factors = [], []
     for name, p in model.named_parameters():
         if name not in trainable:
             continue
-        (no_decay if is_adf_name(name) else decay).append(p)
+        (factors if is_adf_name(name) else decay).append(p)
     groups = [
-        {"params": decay, "weight_decay": train.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": decay, "weight_decay": train.weight_decay, "lr": lr},
+        # no decay: it would pull a factor towards 0, while its neutral value is 1
+        {"params": factors, "weight_decay": 0.0, "lr": lr * adf_lr_scale, "adf": True},
     ]
     if train.optimizer == "adam":
         return torch.optim.Adam(groups, lr=lr)
@@ -240,20 +245,22 @@ def train_local(
     optimizer_state: dict[str, Any] | None = None,
     only: set[str] | None = None,
     bn_mode: str = "batch",
+    adf_lr_scale: float = 1.0,
 ) -> tuple[float, dict[str, Any]]:
     """Train `model` in place on the client's samples; returns (mean loss, optimizer state).
 
     `only` restricts training to a subset of `trainable` (the LSA factor-only steps);
     `bn_mode`: batch (usual train mode), frozen (running statistics used, not updated) or
-    running (running statistics used, updated from each batch before it is normalised).
+    running (running statistics used, updated from each batch before it is normalised);
+    `adf_lr_scale` multiplies the lr of the ADF factors.
     """
     names = trainable if only is None else (trainable & only)
     _set_trainable(model, names)
-    opt = make_optimizer(model, train, lr, names)
+    opt = make_optimizer(model, train, lr, names, adf_lr_scale)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * adf_lr_scale if g.get("adf") else lr
     gen = torch.Generator().manual_seed(derive_seed(seed, 1))
     torch.manual_seed(derive_seed(seed, 2))  # dropout and other global-RNG layers
     idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).to(data.x_train.device)

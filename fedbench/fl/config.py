@@ -53,11 +53,11 @@ train
                                 statistics updated); frozen = running statistics used and
                                 kept (affine parameters still train); running = running
                                 statistics used, updated from each batch (EMA) first.
-                                NOTE: a per-filter factor directly followed by a train-mode
-                                BatchNorm is cancelled by the normalisation and gets (almost)
-                                no gradient, so ADF factors only adapt in layers without a
-                                following BN or with bn_mode=frozen|running. The LSA steps
-                                always run with frozen BN (as NNCodec's LSA does).
+                                A train-mode (batch) BN cancels any per-channel scale of its
+                                input, so ADF factors in the weight position get (almost) no
+                                gradient where a conv is followed by BN: see
+                                method.adf_position. The LSA steps always run with frozen
+                                BN (as NNCodec's LSA does).
 
 setting
   direction (uni|bi, uni)       uni: uplink compressed, downlink = full fp32 model to each
@@ -86,11 +86,26 @@ method
   codec_mode (nnc|sparse, nnc)
   include_nonweights (bool, true)  transmit BN statistics / biases (else they stay at init).
   adf_linear (bool, false)      factors on Linear layers too ([out, 1]).
-  adf_fold (bool, false)        fold factors into the weights at the server after aggregation
-                                (W <- s*W, s <- 1); clients fold their copy identically.
+  adf_position (auto|weight|output, auto)  where the factor s of a conv acts:
+                                weight = conv(x, s*W) for every conv (the method as described);
+                                output = for a conv directly followed by an affine BatchNorm2d
+                                (conv1->bn1, downsample.0->downsample.1, features.N->N+1, ...)
+                                s scales the BN's output channel, s*BN(conv(x)), so it has a
+                                real gradient under batch statistics; other convs and Linear
+                                layers keep conv(x, s*W). auto = output when train.bn_mode is
+                                batch, else weight. Factor names, shapes and transmission are
+                                the same in all positions.
+  adf_lr_scale (float>0, 1.0)   learning-rate multiplier of the factors in local training
+                                (1 = trained jointly at the weights' lr). Factors never get
+                                weight decay (it would pull them to 0, not to 1).
+  adf_fold (bool, false)        fold factors at the server after aggregation, s <- 1: into the
+                                weights (W <- s*W) or, output position, into the BN's affine
+                                weight and bias (gamma <- s*gamma, beta <- s*beta); clients
+                                fold their copy identically. With direction=uni the tensors
+                                folded into must be transmitted (else a ConfigError).
   lsa_steps (int>=0, 0)         LSA-style variant: after sparsify+quantize of dW, freeze it and
                                 train only the factors this many steps, then send.
-  lsa_lr (float|null)           lr of those steps (null = train.lr).
+  lsa_lr (float|null)           lr of those steps (null = the round's lr times adf_lr_scale).
   downlink_sparsity (float|null)  sparsity of the broadcast in bi (null = sparsity).
 
 eval
@@ -142,6 +157,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "method.name": METHODS,
     "method.sparsifier": SPARSIFIERS,
     "method.codec_mode": ("nnc", "sparse"),
+    "method.adf_position": ("auto", "weight", "output"),
 }
 
 
@@ -218,6 +234,8 @@ class MethodConfig:
     codec_mode: str = "nnc"
     include_nonweights: bool = True
     adf_linear: bool = False
+    adf_position: str = "auto"
+    adf_lr_scale: float = 1.0
     adf_fold: bool = False
     lsa_steps: int = 0
     lsa_lr: float | None = None
@@ -251,6 +269,14 @@ class RunConfig:
     def uses_adf(self) -> bool:
         """True when the model carries adaptive differential filter factors."""
         return self.method.name == "adf"
+
+    @property
+    def resolved_adf_position(self) -> str:
+        """weight or output; auto = output when local training normalises with batch
+        statistics (train.bn_mode=batch, which cancels a factor in the weight position)."""
+        if self.method.adf_position == "auto":
+            return "output" if self.train.bn_mode == "batch" else "weight"
+        return self.method.adf_position
 
 
 def _type_name(tp: Any) -> str:
@@ -376,6 +402,7 @@ def _validate(cfg: RunConfig) -> None:
             "must be null or >= 0",
             m.structured_factor,
         )
+    _check(m.adf_lr_scale > 0, "method.adf_lr_scale", "must be > 0", m.adf_lr_scale)
     _check(m.lsa_steps >= 0, "method.lsa_steps", "must be >= 0", m.lsa_steps)
     _check(
         m.lsa_steps == 0 or m.name == "adf",

@@ -13,6 +13,10 @@ Accounting (all figures in bytes, written per round to metrics.csv):
 - fp32 reference: 4 bytes per parameter for the same transmitted tensors, rounds and
   receivers; compression_ratio = fp32_bytes / total_bytes.
 
+ADF runs also record in summary.json the resolved `adf_position` and `adf_factor_min` /
+`adf_factor_max`: the extremes of the server's aggregated factors over all rounds (taken
+before any fold), i.e. how far the factors moved from 1.
+
 Server state: `global` is the server model W (evaluated each round). Bidirectional runs also
 keep `view`, the model every client decoded; the server residual is W - view, so the next
 broadcast codes (mean update + residual) exactly as error accumulation prescribes.
@@ -38,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedbench.fl.adf import attach_adf, fold_adf_state, is_adf_name
+from fedbench.fl.adf import adf_fold_targets, attach_adf, fold_adf_state, is_adf_name
 from fedbench.fl.aggregation import FedAvgStrategy, derive_seed
 from fedbench.fl.client import (
     FederatedData,
@@ -244,10 +248,25 @@ class FederatedRun:
         self.data = data if data is not None else load_federated_data(cfg, self.device)
         torch.manual_seed(derive_seed(cfg.seed, 0x30DE1))
         self.model = (model_fn or _default_model)(cfg, self.data)
+        self.adf_position = cfg.resolved_adf_position if cfg.uses_adf else None
         if cfg.uses_adf:
-            attach_adf(self.model, linear=cfg.method.adf_linear)
+            attach_adf(self.model, linear=cfg.method.adf_linear, position=self.adf_position)
         self.model.to(self.device)
         self.template = build_template(self.model, cfg)
+        self.fold_targets = adf_fold_targets(self.model) if cfg.uses_adf else {}
+        if cfg.uses_adf and cfg.method.adf_fold and cfg.setting.direction == "uni":
+            # uni clients get the server model as sent: folding into a tensor that is not
+            # transmitted would change the clients' model without charging for it
+            folded = {t for ts in self.fold_targets.values() for t in ts}
+            missing = sorted(folded - set(self.template))
+            if missing:
+                more = ", ..." if len(missing) > 3 else ""
+                raise ConfigError(
+                    "method.adf_fold: with direction=uni the factors fold into tensors that "
+                    f"are not transmitted ({', '.join(missing[:3])}{more}); transmit them "
+                    "(method.include_nonweights / setting.partial), or use direction=bi or "
+                    "adf_fold=false"
+                )
         self.num_tx = sum(s.size for s in self.template.values())
         params = {n for n, _ in self.model.named_parameters()}
         self.trainable = {n for n in self.template if n in params}
@@ -287,7 +306,7 @@ class FederatedRun:
         loss, opt_state = train_local(
             self.model, self.data, self.data.client_indices[k], cfg.train, lr, self.trainable,
             seed, augment=cfg.data.augment, optimizer_state=self.opt_states.get(k),
-            bn_mode=cfg.train.bn_mode,
+            bn_mode=cfg.train.bn_mode, adf_lr_scale=cfg.method.adf_lr_scale,
         )
         if cfg.train.keep_optimizer_state:
             self.opt_states[k] = opt_state
@@ -342,9 +361,12 @@ class FederatedRun:
                 if s.kind == "weight":
                     state[n].copy_(start[n] + torch.from_numpy(dec[n]).to(start[n].device))
         factors = {n for n in self.trainable if is_adf_name(n)}
+        # only factors train here, so their lr is the steps' lr: lsa_lr as given, or the
+        # round's lr times adf_lr_scale
+        lsa_lr = cfg.method.lsa_lr or lr * cfg.method.adf_lr_scale
         train_local(
             self.model, self.data, self.data.client_indices[k], cfg.train,
-            cfg.method.lsa_lr or lr, self.trainable, derive_seed(cfg.seed, round_, k, 0x15A),
+            lsa_lr, self.trainable, derive_seed(cfg.seed, round_, k, 0x15A),
             steps=cfg.method.lsa_steps, augment=cfg.data.augment, only=factors, bn_mode="frozen",
         )
 
@@ -374,8 +396,9 @@ class FederatedRun:
             for n in self.template:
                 g = self.global_state[n]
                 g.add_(torch.from_numpy(mean[n]).to(g.device))
+            adf_min, adf_max = self._factor_range()
             if cfg.uses_adf and cfg.method.adf_fold:
-                fold_adf_state(self.global_state)
+                fold_adf_state(self.global_state, self.fold_targets)
         down_sparsity = float("nan")
         if bi:
             t1 = time.perf_counter()
@@ -392,7 +415,7 @@ class FederatedRun:
                     v.add_(torch.from_numpy(dec[n]).to(v.device))
                 if cfg.uses_adf and cfg.method.adf_fold:
                     # Clients fold their copy the same way; nothing extra is sent.
-                    fold_adf_state(self.view)
+                    fold_adf_state(self.view, self.fold_targets)
             bytes_down = len(bits) * cfg.data.num_clients
             fp32_down = 4 * self.num_tx * cfg.data.num_clients
             down_sparsity = _sparsity(dec, self.template)
@@ -417,10 +440,19 @@ class FederatedRun:
             "bytes_up_cum": prev.get("bytes_up_cum", 0) + bytes_up,
             "update_sparsity": float(np.mean(sparsities)), "downlink_sparsity": down_sparsity,
             "train_s": train_s, "code_s": code_s, "eval_s": eval_s,
+            # not in metrics.csv; summarised in summary.json
+            "adf_min": adf_min, "adf_max": adf_max,
         }
         self.rows.append(row)
         self.round = r
         return row
+
+    def _factor_range(self) -> tuple[float, float]:
+        """Smallest and largest server factor after aggregation, before any fold (NaN: none)."""
+        vals = [self.global_state[n] for n in self.fold_targets]
+        if not vals:
+            return float("nan"), float("nan")
+        return min(float(v.min()) for v in vals), max(float(v.max()) for v in vals)
 
     # ------------------------------------------------------------- metrics & outputs
 
@@ -465,6 +497,9 @@ class FederatedRun:
             ),
             "rounds": self.round, "rounds_to_target": to_target, "target_accuracy": target,
             "transmitted_params": self.num_tx,
+            "adf_position": self.adf_position,
+            "adf_factor_min": _nanext(self.rows, "adf_min", min),
+            "adf_factor_max": _nanext(self.rows, "adf_max", max),
             "mean_update_sparsity": float(np.mean([r["update_sparsity"] for r in self.rows])),
             "train_s": float(sum(r["train_s"] for r in self.rows)),
             "code_s": float(sum(r["code_s"] for r in self.rows)),
@@ -524,6 +559,12 @@ class FederatedRun:
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         return True
+
+
+def _nanext(rows: list[dict[str, Any]], key: str, fn: Callable[..., float]) -> float | None:
+    """min/max of a row value over the rounds, ignoring NaN and missing; None if none."""
+    vals = [r[key] for r in rows if key in r and not math.isnan(r[key])]
+    return fn(vals) if vals else None
 
 
 def _default_model(cfg: RunConfig, data: FederatedData) -> nn.Module:

@@ -1,10 +1,22 @@
-"""Adaptive differential filters: names, forward, folding."""
+"""Adaptive differential filters: names, forward, folding, weight and output positions."""
 
+import copy
+
+import pytest
 import torch
 from fltools import TinyNet
 from torch import nn
 
-from fedbench.fl.adf import ADFConv2d, ADFLinear, attach_adf, fold_adf, fold_adf_state
+from fedbench.fl.adf import (
+    ADFBatchNorm2d,
+    ADFConv2d,
+    ADFLinear,
+    adf_fold_targets,
+    attach_adf,
+    conv_bn_pairs,
+    fold_adf,
+    fold_adf_state,
+)
 
 
 def _randomize_factors(model):
@@ -96,3 +108,188 @@ def test_train_mode_batchnorm_cancels_factor_gradient():
     g_frozen = model.conv1.adf_scale.grad.abs().max()
     assert g_batch < 1e-3 * g_w
     assert g_frozen > 100 * g_batch
+
+
+# ---- output position (factor on the BatchNorm's output channel) ---------------------------
+
+
+def _traced_conv_bn_pairs(model, x):
+    """Ground truth by dataflow: conv -> BN where the BN's input *is* the conv's output."""
+    names = {id(m): n for n, m in model.named_modules()}
+    produced, pairs, hooks = {}, {}, []
+
+    def conv_hook(module, inputs, out):
+        produced[id(out)] = (names[id(module)], out)  # keep `out` alive: ids stay unique
+
+    def bn_hook(module, inputs):
+        hit = produced.get(id(inputs[0]))
+        if hit is not None and hit[1] is inputs[0]:
+            pairs[hit[0]] = names[id(module)]
+
+    for m in model.modules():
+        if type(m) is nn.Conv2d:
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif type(m) is nn.BatchNorm2d:
+            hooks.append(m.register_forward_pre_hook(bn_hook))
+    with torch.no_grad():
+        model.eval()(x)
+    for h in hooks:
+        h.remove()
+    return pairs
+
+
+@pytest.mark.parametrize("name,task,small", [
+    ("resnet20", "classification", True),
+    ("resnet18", "classification", True),
+    ("resnet18", "classification", False),
+    ("mobilenet_v2", "classification", True),
+    ("vgg11_bn", "classification", True),
+    ("vgg11", "classification", True),
+    ("resnet18", "segmentation", True),
+])
+def test_static_conv_bn_pairs_match_the_dataflow(name, task, small):
+    from fedbench.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, 3, in_channels=1, small_input=small, task=task)
+    size = 32 if small else 64
+    traced = _traced_conv_bn_pairs(model, torch.randn(1, 1, size, size))
+    pairs = conv_bn_pairs(model)
+    assert pairs == traced
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if name == "vgg11":
+        assert pairs == {}
+    elif task == "segmentation":
+        assert set(convs) - set(pairs) == {"head.4"}  # the 1x1 output conv has no BN
+    else:
+        assert set(pairs) == set(convs)  # every conv of these nets is followed by a BN
+    # the output position on the real graph: folding keeps the model's function
+    attach_adf(model, position="output")
+    _randomize_factors(model)
+    x = torch.randn(2, 1, size, size)
+    with torch.no_grad():
+        ref = model.eval()(x)
+        fold_adf(model)
+        torch.testing.assert_close(model(x), ref, atol=1e-4, rtol=1e-4)
+
+
+def test_tinynet_and_resnet20_pairs():
+    from fedbench.models import build_model
+
+    assert conv_bn_pairs(TinyNet()) == {"conv1": "bn1", "conv2": "bn2"}
+    pairs = conv_bn_pairs(build_model("resnet20", 2, in_channels=1, shortcut="B"))
+    # conv1 and bn1 are separated by the max-pool slot: paired by name
+    assert pairs["conv1"] == "bn1"
+    assert pairs["layer2.0.shortcut.0"] == "layer2.0.shortcut.1"
+    assert pairs["layer3.2.conv2"] == "layer3.2.bn2"
+
+
+def test_output_position_computes_scaled_batchnorm_output():
+    torch.manual_seed(4)
+    model = TinyNet()
+    names = attach_adf(model, linear=True, position="output")
+    assert names == ["conv1.adf_scale", "conv2.adf_scale", "fc.adf_scale"]
+    assert isinstance(model.bn1, ADFBatchNorm2d) and model.conv1.adf_bn is model.bn1
+    assert isinstance(model.fc, ADFLinear)  # no BN after it: weight position
+    # same state_dict names as the weight position: transmission is unchanged
+    ref = TinyNet()
+    attach_adf(ref, linear=True)
+    assert list(model.state_dict()) == list(ref.state_dict())
+    _randomize_factors(model)
+    x = torch.randn(4, 1, 12, 12)
+    for train in (True, False):
+        model.train(train)
+        s = model.conv1.adf_scale.view(1, -1, 1, 1)
+        bn = nn.BatchNorm2d(8).train(train)
+        bn.load_state_dict(model.bn1.state_dict())
+        expect = s * bn(nn.functional.conv2d(x, model.conv1.weight, padding=1))
+        torch.testing.assert_close(model.bn1(model.conv1(x)), expect)
+
+
+def test_output_position_keeps_weight_position_without_batchnorm():
+    conv_relu = nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.BatchNorm2d(4))
+    no_affine = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4, affine=False))
+    for model in (conv_relu, no_affine):
+        attach_adf(model, position="output")
+        assert model[0].adf_bn is None
+        assert adf_fold_targets(model) == {"0.adf_scale": ("0.weight",)}
+    with pytest.raises(ValueError, match="position"):
+        attach_adf(TinyNet(), position="input")
+
+
+@pytest.mark.parametrize("position", ["weight", "output"])
+@pytest.mark.parametrize("train", [False, True])
+def test_folding_leaves_outputs_unchanged_in_both_positions(position, train):
+    torch.manual_seed(5)
+    model = TinyNet()
+    attach_adf(model, linear=True, position=position)
+    _randomize_factors(model)
+    with torch.no_grad():  # non-trivial BN statistics and affine parameters
+        for bn in (model.bn1, model.bn2):
+            bn.running_mean.normal_()
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_()
+    model.train(train)
+    x = torch.randn(6, 1, 12, 12)
+    ref = model(x)
+    fold_adf(model)
+    assert all(torch.all(p == 1) for n, p in model.named_parameters() if "adf" in n)
+    torch.testing.assert_close(model(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_output_position_fold_state_matches_module_fold():
+    torch.manual_seed(6)
+    model = TinyNet()
+    attach_adf(model, linear=True, position="output")
+    _randomize_factors(model)
+    targets = adf_fold_targets(model)
+    assert targets == {
+        "conv1.adf_scale": ("bn1.weight", "bn1.bias"),
+        "conv2.adf_scale": ("bn2.weight", "bn2.bias"),
+        "fc.adf_scale": ("fc.weight",),
+    }
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fold_adf_state(state, targets)
+    fold_adf(model)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(state[k], v)
+    assert not torch.all(state["bn1.weight"] == 1)  # something was folded into BN
+
+
+def test_output_position_factor_gets_gradient_under_batch_statistics():
+    """conv + train-mode BN: weight position cancelled, output position a real gradient."""
+    torch.manual_seed(7)
+    x = torch.randn(8, 3, 10, 10)
+    target = torch.randn(8, 4, 8, 8)
+    grads = {}
+    for position in ("weight", "output"):
+        torch.manual_seed(8)
+        block = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4)).train()
+        attach_adf(block, position=position)
+        nn.functional.mse_loss(block(x), target).backward()
+        grads[position] = block[0].adf_scale.grad.abs()
+        g_gamma = block[1].weight.grad.abs()
+    # (the weight position's small residue comes from the eps in BN's variance)
+    assert torch.all(grads["output"] > 1e-3)
+    assert float(grads["weight"].max()) < 1e-2 * float(grads["output"].min())
+    # at s = 1, gamma = 1, beta = 0 the factor's gradient is the BN gamma's
+    torch.testing.assert_close(grads["output"].view(-1), g_gamma, rtol=1e-4, atol=1e-6)
+
+
+def test_output_position_survives_deepcopy_and_state_loading():
+    torch.manual_seed(9)
+    model = TinyNet()
+    attach_adf(model, position="output")
+    clone = copy.deepcopy(model)
+    assert clone.bn1.adf_conv is clone.conv1 and clone.conv1.adf_bn is clone.bn1
+    model.eval()
+    clone.eval()
+    x = torch.randn(2, 1, 12, 12)
+    ref = model(x)
+    with torch.no_grad():
+        clone.conv2.adf_scale.mul_(2.0)
+    torch.testing.assert_close(model(x), ref)  # the original is untouched
+    assert not torch.allclose(clone(x), ref)
+    clone.load_state_dict(model.state_dict())
+    torch.testing.assert_close(clone(x), ref)

@@ -41,6 +41,10 @@ def test_overrides_are_yaml_values():
     ("method.lsa_steps=3", "method.lsa_steps"),  # smoke uses adf; see below for stc
     ("train.client_fraction=0", "train.client_fraction"),
     ("method.dq=maybe", "method.dq"),
+    ("method.adf_position=input", "method.adf_position"),
+    ("method.adf_position=1", "method.adf_position"),
+    ("method.adf_lr_scale=0", "method.adf_lr_scale"),
+    ("method.adf_lr_scale=fast", "method.adf_lr_scale"),
 ])
 def test_errors_name_the_key(override, key):
     if key == "method.lsa_steps":
@@ -50,6 +54,19 @@ def test_errors_name_the_key(override, key):
     with pytest.raises(ConfigError) as exc:
         load_config("smoke", override_list)
     assert key in str(exc.value)
+
+
+def test_adf_position_auto_follows_bn_mode():
+    assert config_from_dict({}).method.adf_position == "auto"
+    assert config_from_dict({}).resolved_adf_position == "output"
+    for mode, pos in (("batch", "output"), ("frozen", "weight"), ("running", "weight")):
+        cfg = config_from_dict({"train": {"bn_mode": mode}})
+        assert cfg.resolved_adf_position == pos
+    for pos in ("weight", "output"):
+        cfg = config_from_dict({"train": {"bn_mode": "frozen"}, "method": {"adf_position": pos}})
+        assert cfg.resolved_adf_position == pos
+    with pytest.raises(ConfigError, match="auto, weight, output"):
+        config_from_dict({"method": {"adf_position": "x"}})
 
 
 def test_choice_errors_list_allowed_values():

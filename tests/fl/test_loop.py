@@ -256,3 +256,108 @@ def test_bn_modes_let_factors_adapt(synthetic_data, tmp_path, mode):
     assert float((s - 1).abs().max()) > 1e-4
     moved = not torch.equal(run.global_state["bn1.running_mean"], rm0)
     assert moved == (mode == "running")
+
+
+def _factor_spread(state):
+    return max(float((v - 1).abs().max()) for n, v in state.items() if n.endswith("adf_scale"))
+
+
+@needs_codec
+def test_output_position_factors_adapt_under_batch_statistics(synthetic_data, tmp_path):
+    spread = {}
+    for pos in ("weight", "output"):
+        cfg = small_config(method={"name": "adf", "sparsity": 0.5, "adf_position": pos},
+                           train={"rounds": 1})
+        run = FederatedRun(cfg, tmp_path / pos, data=synthetic_data, model_fn=tiny_model_fn)
+        assert run.adf_position == pos
+        run.step()
+        spread[pos] = _factor_spread(run.global_state)
+        summary = run.summary()
+        assert summary["adf_position"] == pos
+        assert summary["adf_factor_max"] - 1 == pytest.approx(
+            max(float(v.max()) for n, v in run.global_state.items() if "adf" in n) - 1)
+    # cancelled by train-mode BN in the weight position (fc has no factor here)
+    assert spread["weight"] < 1e-3
+    assert spread["output"] > 5e-3
+
+
+@needs_codec
+@pytest.mark.parametrize("position", ["weight", "output"])
+def test_server_fold_does_not_change_the_server_model(synthetic_data, tmp_path, position):
+    rows, states = {}, {}
+    for fold in (False, True):
+        cfg = small_config(method={"name": "adf", "sparsity": 0.5, "adf_position": position,
+                                   "adf_fold": fold, "adf_linear": True},
+                           train={"rounds": 1})
+        run = FederatedRun(cfg, tmp_path / str(fold), data=synthetic_data,
+                           model_fn=tiny_model_fn)
+        rows[fold] = run.step()
+        states[fold] = run.global_state
+    assert rows[True]["test_loss"] == pytest.approx(rows[False]["test_loss"], rel=1e-5)
+    assert rows[True]["test_acc"] == rows[False]["test_acc"]
+    assert torch.all(states[True]["conv1.adf_scale"] == 1)
+    s = states[False]["conv1.adf_scale"]
+    if position == "output":
+        target, expect = "bn1.weight", states[False]["bn1.weight"] * s.view(-1)
+    else:
+        target, expect = "conv1.weight", states[False]["conv1.weight"] * s
+    torch.testing.assert_close(states[True][target], expect)
+
+
+def test_uni_fold_into_untransmitted_tensors_is_a_config_error(synthetic_data, tmp_path):
+    from fedbench.fl.config import ConfigError
+
+    cfg = small_config(method={"name": "adf", "adf_position": "output", "adf_fold": True,
+                               "include_nonweights": False})
+    with pytest.raises(ConfigError, match="method.adf_fold"):
+        FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
+    # fine when the clients fold their own copy (bi), or in the weight position
+    for extra in ({"setting": {"direction": "bi"}}, {"method": {"adf_position": "weight"}}):
+        raw = {"method": {"name": "adf", "adf_position": "output", "adf_fold": True,
+                          "include_nonweights": False}}
+        for k, v in extra.items():
+            raw.setdefault(k, {}).update(v)
+        FederatedRun(small_config(**raw), tmp_path / str(len(raw)), data=synthetic_data,
+                     model_fn=tiny_model_fn)
+
+
+def test_factor_lr_scale_and_no_weight_decay():
+    from fedbench.fl.adf import attach_adf
+    from fedbench.fl.client import make_optimizer
+
+    model = TinyNet()
+    attach_adf(model, position="output")
+    names = {n for n, _ in model.named_parameters()}
+    cfg = small_config(train={"weight_decay": 1e-3})
+    opt = make_optimizer(model, cfg.train, 0.1, names, adf_lr_scale=3.0)
+    plain, factors = opt.param_groups
+    assert plain["lr"] == 0.1 and plain["weight_decay"] == 1e-3
+    assert factors["lr"] == pytest.approx(0.3) and factors["weight_decay"] == 0.0
+    assert {id(p) for p in factors["params"]} == {id(model.conv1.adf_scale),
+                                                   id(model.conv2.adf_scale)}
+
+
+@needs_codec
+def test_factor_lr_scale_reaches_local_training(synthetic_data, tmp_path):
+    spread = []
+    for scale in (1.0, 4.0):
+        cfg = small_config(method={"name": "adf", "sparsity": 0.5, "adf_lr_scale": scale},
+                           train={"rounds": 1, "keep_optimizer_state": True})
+        run = FederatedRun(cfg, tmp_path / str(scale), data=synthetic_data,
+                           model_fn=tiny_model_fn)
+        run.step()
+        spread.append(_factor_spread(run.global_state))
+        assert all(g[1]["lr"] == pytest.approx(0.05 * scale)
+                   for g in [s["param_groups"] for s in run.opt_states.values()])
+    assert spread[1] > 1.5 * spread[0]
+
+
+def test_unscaled_ignores_the_factor_options(synthetic_data, tmp_path):
+    base = _run(small_config(method={"name": "unscaled"}, train={"rounds": 1}),
+                tmp_path / "a", synthetic_data)
+    other = _run(small_config(method={"name": "unscaled", "adf_position": "output",
+                                      "adf_lr_scale": 5.0, "adf_fold": True},
+                              train={"rounds": 1}), tmp_path / "b", synthetic_data)
+    assert base["adf_position"] is None and base["adf_factor_min"] is None
+    for key in ("final_acc", "total_bytes", "bytes_up"):
+        assert base[key] == other[key]
