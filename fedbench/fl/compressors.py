@@ -15,6 +15,9 @@ Compressors:
 - deepcabac:  sparsify weight tensors, then `fedbench.codec.encode` (QP, DQ, nnc/sparse mode).
               Fine tensors are flattened to 1-D so the codec codes them at `nonweight_qp`
               (ADF factors have shape [C_out, 1, 1, 1] and would otherwise be coded as weights).
+              Option adf_qp (None = nonweight_qp): ADF factors (`*.adf_scale`) are then coded
+              in a codec call of their own at that QP and merged into one container (one
+              header, one CRC), so the stream stays a single fedbench.codec stream.
 - stc:        sparse ternary compression (Sattler et al. 2020): top-k per weight tensor (or
               over all weight tensors with sparsifier=topk-global; other sparsifier values
               mean per tensor), kept
@@ -30,7 +33,7 @@ import math
 import struct
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -190,8 +193,9 @@ class Fp32Compressor(UpdateCompressor):
 class DeepCabacCompressor(UpdateCompressor):
     """Sparsify weight tensors, then DeepCABAC (fedbench.codec) at the configured QPs.
 
-    Options: sparsity, sparsifier, structured_factor, qp, qp_density, nonweight_qp, dq,
-    param_opt, codec_mode, num_threads (codec worker threads; the bytes do not depend on it).
+    Options: sparsity, sparsifier, structured_factor, qp, qp_density, nonweight_qp, adf_qp
+    (QP of the ADF factors; None = nonweight_qp), dq, param_opt, codec_mode, num_threads
+    (codec worker threads; the bytes do not depend on it).
     """
 
     def _codec_config(self) -> Any:
@@ -233,7 +237,23 @@ class DeepCabacCompressor(UpdateCompressor):
             else:
                 # 1-D so the codec applies the fine non-weight QP.
                 tensors[n] = np.ascontiguousarray(update[n], dtype=np.float32).reshape(-1)
-        return encode(tensors, self._codec_config())
+        cfg = self._codec_config()
+        adf_qp = o.get("adf_qp")
+        if adf_qp is None or int(adf_qp) == cfg.nonweight_qp:
+            return encode(tensors, cfg)
+        from fedbench.fl.adf import is_adf_name  # lazy: keeps torch out of plain imports
+
+        factors = [n for n in tensors if is_adf_name(n)]
+        if not factors:
+            return encode(tensors, cfg)
+        # The codec picks the QP by rank only, so the factors get a call of their own; both
+        # streams are then merged into one container (per-tensor QPs live in its header).
+        rest = {n: t for n, t in tensors.items() if n not in factors}
+        fac = {n: tensors[n] for n in factors}
+        streams = [encode(fac, replace(cfg, nonweight_qp=int(adf_qp)))]
+        if rest:
+            streams.append(encode(rest, cfg))
+        return _merge_streams(streams, list(tensors), cfg.mode)
 
     def decode(self, data: bytes) -> dict[str, np.ndarray]:
         """DeepCABAC-decode and restore template shapes."""
@@ -246,6 +266,19 @@ class DeepCabacCompressor(UpdateCompressor):
                 raise CompressorError(f"deepcabac: tensor {n!r} missing from the bitstream")
             out[n] = np.asarray(dec[n], dtype=np.float32).reshape(spec.shape)
         return out
+
+
+def _merge_streams(streams: list[bytes], order: list[str], mode: str) -> bytes:
+    """One fedbench.codec stream holding every tensor of `streams`, in `order`."""
+    from fedbench.codec import container
+    from fedbench.codec.api import DEFAULT_MAX_ELEMENTS
+
+    entries, payloads = {}, {}
+    for data in streams:
+        for e in container.parse(data, max_elements=DEFAULT_MAX_ELEMENTS):
+            entries[e.name] = e
+            payloads[e.name] = data[e.offset : e.offset + e.payload_length]
+    return container.write(mode, [entries[n] for n in order], [payloads[n] for n in order])
 
 
 # ------------------------------------------------------------------------ Golomb coding

@@ -67,6 +67,9 @@ setting
                                 state_dict names or the shortcuts `adf` (filter factors),
                                 `bn` (BatchNorm parameters and statistics), `bias`,
                                 `classifier` (the last Linear/1x1 output layer).
+                                Each pattern must match a tensor, except `adf`, which
+                                matches nothing for methods without factors; the list as a
+                                whole must match at least one tensor.
 
 method
   name (fp32|unscaled|adf|stc|topk-fp16, adf)
@@ -80,7 +83,10 @@ method
                                 weakest filters until `sparsity` of the filters are zero.
   qp (int, -32)                 DeepCABAC QP of weight tensors (ndim >= 2).
   qp_density (int, 2)
-  nonweight_qp (int, -75)       fine QP of non-weight tensors and ADF factors.
+  nonweight_qp (int, -75)       fine QP of non-weight tensors (and ADF factors, see adf_qp).
+  adf_qp (int|null, null)       DeepCABAC QP of the ADF factor updates; null = nonweight_qp.
+                                A coarser value (e.g. -50) saves most of the factors' bits;
+                                ignored by methods without factors.
   dq (bool, false)              dependent (trellis-coded) quantization.
   param_opt (bool, false)       codec parameter optimisation.
   codec_mode (nnc|sparse, nnc)
@@ -229,6 +235,7 @@ class MethodConfig:
     qp: int = -32
     qp_density: int = 2
     nonweight_qp: int = -75
+    adf_qp: int | None = None
     dq: bool = False
     param_opt: bool = False
     codec_mode: str = "nnc"
@@ -361,6 +368,18 @@ def _check(cond: bool, key: str, what: str, value: Any) -> None:
         raise ConfigError(f"{key}: invalid value {value!r}; {what}")
 
 
+def _codec_qp_ok(qp: int, density: int) -> bool:
+    """True when the codec accepts `qp` as a non-weight QP at this QP density."""
+    from fedbench.codec import CodecConfig
+    from fedbench.codec.errors import SettingsError
+
+    try:
+        CodecConfig(qp_density=density, nonweight_qp=qp)
+    except SettingsError:
+        return False
+    return True
+
+
 def _validate(cfg: RunConfig) -> None:
     """Cross-field and range checks that types alone cannot express."""
     d, t, m, e = cfg.data, cfg.train, cfg.method, cfg.eval
@@ -411,6 +430,14 @@ def _validate(cfg: RunConfig) -> None:
         m.lsa_steps,
     )
     _check(1 <= m.qp_density <= 5, "method.qp_density", "must be in 1..5", m.qp_density)
+    if m.adf_qp is not None:
+        _check(
+            _codec_qp_ok(m.adf_qp, m.qp_density),
+            "method.adf_qp",
+            f"must be null or a QP whose step 2^(qp/2^qp_density) (qp_density={m.qp_density}) "
+            "is a normal float32",
+            m.adf_qp,
+        )
     _check(e.every >= 1, "eval.every", "must be >= 1", e.every)
     if cfg.setting.partial is not None:
         _check(

@@ -128,7 +128,11 @@ def _classifier_prefix(model: nn.Module) -> str | None:
 
 
 def _match_partial(model: nn.Module, names: list[str], patterns: list[str]) -> set[str]:
-    """State names selected by the partial-update patterns (shortcuts or fnmatch)."""
+    """State names selected by the partial-update patterns (shortcuts or fnmatch).
+
+    Every pattern must match some tensor, except the `adf` shortcut (a model without factors
+    has none); the whole list must match at least one.
+    """
     from fnmatch import fnmatchcase
 
     owner = _module_of(model)
@@ -145,12 +149,19 @@ def _match_partial(model: nn.Module, names: list[str], patterns: list[str]) -> s
             hit = {n for n in names if clf is not None and n.rsplit(".", 1)[0] == clf}
         else:
             hit = {n for n in names if fnmatchcase(n, pat)}
-        if not hit:
+        # `adf` may match nothing: one pattern list then serves methods with and without
+        # factors (fp32, unscaled, stc, topk-fp16).
+        if not hit and pat != "adf":
             raise ConfigError(
                 f"setting.partial: pattern {pat!r} matches no tensor of the model; use "
                 "adf, bn, bias, classifier or an fnmatch pattern on state_dict names"
             )
         chosen |= hit
+    if not chosen:
+        raise ConfigError(
+            f"setting.partial: {patterns!r} matches no tensor of the model (`adf` selects "
+            "nothing without filter factors, i.e. unless method.name=adf)"
+        )
     return chosen
 
 
@@ -182,7 +193,7 @@ def _compressor_options(cfg: RunConfig, downlink: bool) -> dict[str, Any]:
     return {
         "sparsity": sparsity, "sparsifier": m.sparsifier,
         "structured_factor": m.structured_factor, "qp": m.qp, "qp_density": m.qp_density,
-        "nonweight_qp": m.nonweight_qp, "dq": m.dq, "param_opt": m.param_opt,
+        "nonweight_qp": m.nonweight_qp, "adf_qp": m.adf_qp, "dq": m.dq, "param_opt": m.param_opt,
         "codec_mode": m.codec_mode,
         # The job's thread budget (OMP_NUM_THREADS / torch) rather than every core.
         "num_threads": torch.get_num_threads(),

@@ -35,6 +35,9 @@ def test_overrides_are_yaml_values():
     ("train.rounds=0", "train.rounds"),
     ("train.rounds=ten", "train.rounds"),
     ("method.sparsity=1.5", "method.sparsity"),
+    ("method.adf_qp=1.5", "method.adf_qp"),
+    ("method.adf_qp=100000", "method.adf_qp"),
+    ("method.adf_qp=600", "method.adf_qp"),
     ("setting.direction=both", "setting.direction"),
     ("foo=1", "foo"),
     ("data.partition=noniid", "data.partition"),
@@ -95,3 +98,8 @@ def test_cli_invalid_config_exits_2_naming_key(tmp_path, capsys):
 def test_cli_print_config(capsys):
     assert main(["fl", "--config", "smoke", "--set", "method.name=stc", "--print-config"]) == 0
     assert "name: stc" in capsys.readouterr().out
+
+
+def test_adf_qp_default_null_and_accepts_codec_qps():
+    assert load_config("smoke").method.adf_qp is None
+    assert load_config("smoke", ["method.adf_qp=-50"]).method.adf_qp == -50

@@ -167,6 +167,26 @@ def test_partial_pattern_matching_nothing_is_a_config_error(synthetic_data, tmp_
         FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
 
 
+def test_partial_adf_shortcut_matches_nothing_without_factors():
+    from fedbench.fl.config import ConfigError
+
+    for name in ("fp32", "unscaled", "stc", "topk-fp16"):
+        cfg = small_config(method={"name": name}, setting={"partial": ["adf", "bn"]})
+        tpl = build_template(TinyNet(), cfg)
+        assert tpl and all(n.startswith("bn") for n in tpl)
+    with pytest.raises(ConfigError, match="setting.partial"):
+        build_template(TinyNet(), small_config(setting={"partial": ["adf"]}))
+    # other patterns still must match
+    with pytest.raises(ConfigError, match="nothing"):
+        build_template(TinyNet(), small_config(setting={"partial": ["adf", "bn", "nothing.*"]}))
+
+
+def test_adf_qp_reaches_both_compressors(synthetic_data, tmp_path):
+    cfg = small_config(method={"name": "adf", "adf_qp": -50}, setting={"direction": "bi"})
+    run = FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
+    assert run.up.options["adf_qp"] == -50 and run.down.options["adf_qp"] == -50
+
+
 def test_template_kinds_and_excluded_nonweights():
     model = TinyNet()
     from fedbench.fl.adf import attach_adf
