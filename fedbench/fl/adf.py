@@ -35,6 +35,7 @@ __all__ = [
     "conv_bn_pairs",
     "fold_adf",
     "fold_adf_state",
+    "fold_by_client_factors",
     "is_adf_name",
 ]
 
@@ -205,3 +206,27 @@ def fold_adf_state(
         for t in tnames:
             state[t].mul_(s.reshape(-1, *([1] * (state[t].dim() - 1))))
         s.fill_(1.0)
+
+
+@torch.no_grad()
+def fold_by_client_factors(
+    server: dict[str, torch.Tensor],
+    clients: dict[str, torch.Tensor],
+    targets: dict[str, tuple[str, ...]],
+) -> None:
+    """Fold the clients' decoded factors s_v into both models (bidirectional adf_fold).
+
+    Clients: targets x s_v, s_v <- 1. Server: targets x s_v, s <- s / s_v, an exact
+    reparametrisation that keeps the server's function and its not-yet-sent factor residual.
+    Both sides use the same s_v, so they stay in sync even for tensors that are never
+    transmitted. Entries with s_v == 0 are left unfolded on both sides.
+    """
+    for name, tnames in targets.items():
+        sv = clients[name].clone()
+        sv = torch.where(sv == 0, torch.ones_like(sv), sv)
+        for t in tnames:
+            shape = (-1, *([1] * (clients[t].dim() - 1)))
+            clients[t].mul_(sv.reshape(shape))
+            server[t].mul_(sv.reshape(shape))
+        clients[name].div_(sv)  # x / x == 1 exactly in IEEE arithmetic
+        server[name].div_(sv)

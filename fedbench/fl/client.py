@@ -22,6 +22,7 @@ __all__ = [
     "load_federated_data",
     "lr_at_round",
     "make_optimizer",
+    "split_validation",
     "train_local",
 ]
 
@@ -30,7 +31,11 @@ IGNORE_INDEX = 255
 
 @dataclass
 class FederatedData:
-    """Train/test tensors (uint8 NCHW images on the run's device) and the client split."""
+    """Train/validation/test tensors (uint8 NCHW images on the run's device), client split.
+
+    The validation split is held out of the training samples (never trained on); it may be
+    empty (no selection of rounds is then possible).
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -42,6 +47,21 @@ class FederatedData:
     num_classes: int
     client_indices: list[np.ndarray]
     meta: dict[str, Any] = field(default_factory=dict)
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+
+    @property
+    def has_val(self) -> bool:
+        """True when a non-empty validation split exists."""
+        return self.x_val is not None and len(self.x_val) > 0
+
+    def majority_acc(self) -> float | None:
+        """Test accuracy of always predicting the most frequent test class (None: not
+        single-label classification)."""
+        if self.task != "classification" or len(self.y_test) == 0:
+            return None
+        counts = torch.bincount(self.y_test.reshape(-1).cpu(), minlength=self.num_classes)
+        return float(counts.max()) / float(counts.sum())
 
     @property
     def channels(self) -> int:
@@ -74,6 +94,8 @@ def federated_data_from_arrays(
     std: list[float] | None = None,
     device: str | torch.device = "cpu",
     meta: dict[str, Any] | None = None,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
 ) -> FederatedData:
     """Wrap uint8 NHWC numpy arrays (and a split) as FederatedData on `device`."""
     c = x_train.shape[-1]
@@ -94,7 +116,21 @@ def federated_data_from_arrays(
         num_classes=num_classes,
         client_indices=[np.asarray(i, dtype=np.int64) for i in client_indices],
         meta=dict(meta or {}),
+        x_val=imgs(x_val) if x_val is not None else None,
+        y_val=_labels_tensor(y_val, task).to(device) if y_val is not None else None,
     )
+
+
+def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train positions, validation positions) of n samples; both sorted."""
+    n_val = int(round(fraction * n))
+    if n_val == 0:
+        return np.arange(n), np.arange(0)
+    rng = np.random.default_rng(derive_seed(seed, 0x7A7))
+    val = np.sort(rng.choice(n, n_val, replace=False))
+    keep = np.ones(n, dtype=bool)
+    keep[val] = False
+    return np.flatnonzero(keep), val
 
 
 def load_federated_data(cfg: Any, device: str | torch.device) -> FederatedData:
@@ -118,6 +154,10 @@ def load_federated_data(cfg: Any, device: str | torch.device) -> FederatedData:
         rng = np.random.default_rng(derive_seed(cfg.seed, 0x7E5))
         sel = np.sort(rng.choice(len(x_te), d.max_test_samples, replace=False))
         x_te, y_te = x_te[sel], y_te[sel]
+    # The validation split comes out of the training samples, before the client split.
+    tr, va = split_validation(len(x_tr), d.val_fraction, cfg.seed)
+    x_va, y_va = x_tr[va], y_tr[va]
+    x_tr, y_tr = x_tr[tr], y_tr[tr]
     labels = partition_labels(y_tr, pd.task)
     parts = partition(
         labels, d.num_clients, scheme=d.partition, alpha=d.alpha,
@@ -125,7 +165,7 @@ def load_federated_data(cfg: Any, device: str | torch.device) -> FederatedData:
     )
     return federated_data_from_arrays(
         x_tr, y_tr, x_te, y_te, parts, pd.task, pd.num_classes, pd.mean, pd.std, device,
-        meta=dict(pd.meta),
+        meta=dict(pd.meta), x_val=x_va, y_val=y_va,
     )
 
 
@@ -326,16 +366,27 @@ def _train_steps(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: FederatedData, batch_size: int) -> dict[str, float]:
-    """Test loss, accuracy and the task metric (accuracy, mAP or mIoU) of `model`."""
+def evaluate(
+    model: nn.Module, data: FederatedData, batch_size: int, split: str = "test"
+) -> dict[str, float]:
+    """Loss, accuracy and the task metric (accuracy, mAP or mIoU) of `model` on a split.
+
+    Keys are prefixed with "test_" whatever the split (the caller renames them).
+    """
     from fedbench.data import TaskMetric
 
+    if split == "val":
+        xs, ys = data.x_val, data.y_val
+        if xs is None or len(xs) == 0:
+            raise ValueError("evaluate: the data has no validation split")
+    else:
+        xs, ys = data.x_test, data.y_test
     model.eval()
     metric = TaskMetric(data.task, data.num_classes)
     loss_sum, correct, count, n = 0.0, 0, 0, 0
-    for i in range(0, len(data.x_test), batch_size):
-        x = _normalize(data, data.x_test[i : i + batch_size])
-        y = data.y_test[i : i + batch_size]
+    for i in range(0, len(xs), batch_size):
+        x = _normalize(data, xs[i : i + batch_size])
+        y = ys[i : i + batch_size]
         out = model(x)
         if data.task == "segmentation" and out.shape[-2:] != y.shape[-2:]:
             out = F.interpolate(out, size=y.shape[-2:], mode="bilinear", align_corners=False)

@@ -44,6 +44,7 @@ from fedbench.fl.sparsify import keep_count, sparsify, sparsify_topk_global, top
 __all__ = [
     "COMPRESSORS",
     "METHOD_COMPRESSOR",
+    "OVERHEAD",
     "CompressorError",
     "DeepCabacCompressor",
     "Fp32Compressor",
@@ -58,6 +59,10 @@ __all__ = [
     "optimal_golomb_parameter",
     "register_compressor",
 ]
+
+
+# Key of `tensor_bytes` for bytes that belong to no single tensor (headers, lengths, CRC).
+OVERHEAD = "(overhead)"
 
 
 class CompressorError(ValueError):
@@ -96,6 +101,13 @@ class UpdateCompressor(ABC):
     @abstractmethod
     def decode(self, data: bytes) -> dict[str, np.ndarray]:
         """Reconstruct the update (float32 arrays) from a bitstream."""
+
+    def tensor_bytes(self, data: bytes) -> dict[str, int]:
+        """Bytes of `data` per tensor, with OVERHEAD for the rest; adds up to len(data).
+
+        Compressors that cannot attribute their bytes charge all of them as overhead.
+        """
+        return {OVERHEAD: len(data)}
 
     def _check(self, update: dict[str, np.ndarray]) -> None:
         """Raise CompressorError unless `update` matches the template exactly."""
@@ -185,6 +197,10 @@ class Fp32Compressor(UpdateCompressor):
             pos += spec.size
         return out
 
+    def tensor_bytes(self, data: bytes) -> dict[str, int]:
+        """4 bytes per element of each tensor, no overhead."""
+        return {**{n: 4 * s.size for n, s in self.template.items()}, OVERHEAD: 0}
+
 
 # ------------------------------------------------------------------------------ deepcabac
 
@@ -265,6 +281,16 @@ class DeepCabacCompressor(UpdateCompressor):
             if n not in dec:
                 raise CompressorError(f"deepcabac: tensor {n!r} missing from the bitstream")
             out[n] = np.asarray(dec[n], dtype=np.float32).reshape(spec.shape)
+        return out
+
+    def tensor_bytes(self, data: bytes) -> dict[str, int]:
+        """Each tensor's CABAC payload; the container header and CRC are overhead."""
+        from fedbench.codec import container
+        from fedbench.codec.api import DEFAULT_MAX_ELEMENTS
+
+        out = {e.name: e.payload_length for e in container.parse(data,
+                                                                  max_elements=DEFAULT_MAX_ELEMENTS)}
+        out[OVERHEAD] = len(data) - sum(out.values())
         return out
 
 
@@ -410,10 +436,20 @@ class _SparseCompressor(UpdateCompressor):
 
     def decode(self, data: bytes) -> dict[str, np.ndarray]:
         """Inverse of encode."""
+        return self._decode_spans(data)[0]
+
+    def tensor_bytes(self, data: bytes) -> dict[str, int]:
+        """Each tensor's k, Golomb positions and values (the whole layout is per tensor)."""
+        return {**self._decode_spans(data)[1], OVERHEAD: 0}
+
+    def _decode_spans(self, data: bytes) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """Decoded tensors and the number of bytes each took in `data`."""
         out: dict[str, np.ndarray] = {}
+        spans: dict[str, int] = {}
         pos = 0
         try:
             for n, spec in self.template.items():
+                start = pos
                 if spec.kind != "weight":
                     nb = 2 * spec.size
                     if pos + nb > len(data):
@@ -421,6 +457,7 @@ class _SparseCompressor(UpdateCompressor):
                     vals = np.frombuffer(data, dtype="<f2", count=spec.size, offset=pos)
                     out[n] = vals.astype(np.float32).reshape(spec.shape)
                     pos += nb
+                    spans[n] = nb
                     continue
                 (k,) = struct.unpack_from("<I", data, pos)
                 pos += 4
@@ -435,11 +472,12 @@ class _SparseCompressor(UpdateCompressor):
                     vals, pos = self._values_decode(data, pos, k)
                     flat[idx] = vals
                 out[n] = flat.reshape(spec.shape)
+                spans[n] = pos - start
         except struct.error as exc:
             raise CompressorError(f"{self.name}: truncated bitstream ({exc})") from exc
         if pos != len(data):
             raise CompressorError(f"{self.name}: {len(data) - pos} trailing bytes")
-        return out
+        return out, spans
 
 
 @register_compressor("stc")

@@ -11,6 +11,10 @@ Top level
   device (auto|cpu|cuda, auto)  auto = cuda when available.
   deterministic (bool, true)    torch.use_deterministic_algorithms(warn_only) + cudnn flags.
   checkpoint (bool, true)       write <out>/checkpoint.pt after every round (resume).
+  threads (int>=1, 1)           torch intra-op threads and codec threads of the run. Results
+                                depend on it (float reduction order), so it is part of the
+                                config and recorded in summary.json; the workflow gives each
+                                job as many cores as this value.
 
 data
   name (str, pneumoniamnist)    a fedbench.data registry name: cifar10, pneumoniamnist,
@@ -25,6 +29,10 @@ data
   max_train_samples (int|null)  seeded random subset of the training set (CPU-sized runs).
   max_test_samples (int|null)   seeded random subset of the test set.
   augment (bool, false)         random crop (pad 4) + horizontal flip on training batches.
+  val_fraction (0<=f<0.5, 0.1)  seeded share of the (subsetted) training samples held out as
+                                a validation split before the client split. best_acc and
+                                rounds_to_target select rounds on it, never on the test set;
+                                0 = no validation split (then no selection is reported).
 
 model
   name (str, resnet20)          fedbench.models registry name.
@@ -62,6 +70,10 @@ train
 setting
   direction (uni|bi, uni)       uni: uplink compressed, downlink = full fp32 model to each
                                 selected client; bi: both compressed, broadcast to all clients.
+  initial_model (free|charged, free)  delivery of the initial model: free (a shared seed
+                                or public checkpoint gives it) or charged at float32, once to
+                                each client when it is first selected; the same for every
+                                method and the fp32 reference.
   partial (list[str]|null)      partial update (a): only matching tensors are trained and
                                 transmitted, the rest frozen. Items are fnmatch patterns on
                                 state_dict names or the shortcuts `adf` (filter factors),
@@ -160,6 +172,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.lr_schedule": ("constant", "cosine", "step"),
     "train.bn_mode": ("batch", "frozen", "running"),
     "setting.direction": ("uni", "bi"),
+    "setting.initial_model": ("free", "charged"),
     "method.name": METHODS,
     "method.sparsifier": SPARSIFIERS,
     "method.codec_mode": ("nnc", "sparse"),
@@ -182,6 +195,7 @@ class DataConfig:
     max_train_samples: int | None = None
     max_test_samples: int | None = None
     augment: bool = False
+    val_fraction: float = 0.1
 
 
 @dataclass
@@ -221,6 +235,7 @@ class SettingConfig:
     """Communication direction and partial update."""
 
     direction: str = "uni"
+    initial_model: str = "free"
     partial: list[str] | None = None
 
 
@@ -265,6 +280,7 @@ class RunConfig:
     device: str = "auto"
     deterministic: bool = True
     checkpoint: bool = True
+    threads: int = 1
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -386,6 +402,8 @@ def _validate(cfg: RunConfig) -> None:
     _check(d.num_clients >= 1, "data.num_clients", "must be >= 1", d.num_clients)
     _check(d.alpha > 0, "data.alpha", "must be > 0", d.alpha)
     _check(d.min_size >= 1, "data.min_size", "must be >= 1", d.min_size)
+    _check(0 <= d.val_fraction < 0.5, "data.val_fraction", "must be in [0, 0.5)", d.val_fraction)
+    _check(cfg.threads >= 1, "threads", "must be >= 1", cfg.threads)
     for key in ("max_train_samples", "max_test_samples", "image_size"):
         v = getattr(d, key)
         _check(v is None or v >= 1, f"data.{key}", "must be null or >= 1", v)

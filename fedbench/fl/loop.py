@@ -1,25 +1,44 @@
 """The synchronous round loop: local training, compressed differential updates with error
 accumulation, FedAvg, (compressed) broadcast, evaluation, accounting, checkpoint/resume.
 
-Accounting (all figures in bytes, written per round to metrics.csv):
+A round r is: broadcast (the server's model to the round's selected clients), local
+training, upload, aggregation. Every byte is charged in one place, the run's `Ledger`
+(fedbench.fl.ledger), message by message, together with what uncompressed FedAvg (the fp32
+reference) sends for the same message; metrics.csv, summary.json and ledger.csv are sums
+over it. The rules:
 
-- uplink: len() of each selected client's bitstream.
-- downlink, bidirectional: len() of the server's compressed broadcast, charged once per
-  client; every client receives every broadcast, so that all clients keep one common decoded
-  model (clients that skip a round stay in sync).
-- downlink, unidirectional: the full float32 model (4 bytes per transmitted parameter) to
-  each client selected in a round after the first (all clients start from the same seeded
-  initial model, which is not charged, in either direction).
-- fp32 reference: 4 bytes per parameter for the same transmitted tensors, rounds and
-  receivers; compression_ratio = fp32_bytes / total_bytes.
+- uplink: len() of each selected client's bitstream; reference: 4 bytes per transmitted
+  parameter of the same architecture without filter factors.
+- initial model (round 1's broadcast): free by default (a shared seed or public checkpoint
+  gives it); `setting.initial_model: charged` charges the full float32 model once to each
+  client when it is first selected, for the method and the reference alike.
+- downlink from round 2 on, unidirectional: the full float32 model (4 bytes per transmitted
+  parameter) to each selected client; reference likewise (without factors).
+- downlink from round 2 on, bidirectional: after aggregating round r the server codes one
+  broadcast (mean update + server residual). A client receives, when it is next selected,
+  every broadcast it has missed (catch-up, so partial participation stays in sync), or the
+  clients' current model as float32 when that is smaller; it is charged then. The reference
+  sends each selected client the float32 model. The broadcast after the last round is
+  computed (the clients' model of the last round is evaluated on it) but never charged:
+  no training uses it.
+- compression_ratio = fp32 bytes / bytes charged, over the same rounds and clients.
+
+Evaluation: every evaluated round records the server model W on the test and validation
+splits, and the clients' model (bidirectional: the decoded `view` every client holds; uni:
+W itself, sent losslessly) on the test split. The headline (final_acc, figures) is the
+server model; best_acc and rounds_to_target select rounds on the validation split.
 
 ADF runs also record in summary.json the resolved `adf_position` and `adf_factor_min` /
 `adf_factor_max`: the extremes of the server's aggregated factors over all rounds (taken
-before any fold), i.e. how far the factors moved from 1.
+before any fold), i.e. how far the factors moved from 1. With `adf_fold` in bidirectional
+runs, both sides fold with the factors the clients decoded, after the broadcast: the server
+folds W by the clients' factors s_v (weights x s_v, its factors / s_v, an exact
+reparametrisation), the clients fold their copy, so both stay in sync even where the
+tensors folded into are not transmitted.
 
-Server state: `global` is the server model W (evaluated each round). Bidirectional runs also
-keep `view`, the model every client decoded; the server residual is W - view, so the next
-broadcast codes (mean update + residual) exactly as error accumulation prescribes.
+Server state: `global` is the server model W. Bidirectional runs also keep `view`, the model
+every client decoded; the server residual is W - view, so the next broadcast codes
+(mean update + residual) exactly as error accumulation prescribes.
 """
 
 from __future__ import annotations
@@ -30,6 +49,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import platform
 import random
 import time
@@ -42,7 +62,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedbench.fl.adf import adf_fold_targets, attach_adf, fold_adf_state, is_adf_name
+from fedbench.fl.adf import (
+    adf_fold_targets,
+    attach_adf,
+    fold_adf_state,
+    fold_by_client_factors,
+    is_adf_name,
+)
 from fedbench.fl.aggregation import FedAvgStrategy, derive_seed
 from fedbench.fl.client import (
     FederatedData,
@@ -59,6 +85,7 @@ from fedbench.fl.compressors import (
     compress_with_feedback,
 )
 from fedbench.fl.config import ConfigError, RunConfig, config_to_dict
+from fedbench.fl.ledger import CLASSES, Ledger, class_bytes, tensor_classes
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -75,12 +102,16 @@ log = logging.getLogger("fedbench.fl")
 
 METRIC_COLUMNS = [
     "round", "lr", "num_clients", "train_loss", "test_loss", "test_acc", "test_miou",
-    "test_map", "bytes_up", "bytes_down", "bytes_total_cum", "fp32_bytes_cum",
+    "test_map", "val_metric", "clients_test_acc", "clients_test_metric", "bytes_up",
+    "bytes_down", "fp32_bytes_up", "fp32_bytes_down", "bytes_total_cum", "fp32_bytes_cum",
     "fp32_bytes_up_cum", "bytes_up_cum", "update_sparsity", "downlink_sparsity", "train_s",
     "code_s", "eval_s",
 ]
 
 CHECKPOINT = "checkpoint.pt"
+LEDGER = "ledger.csv"
+SERVER = -1  # the server's id in ledger receivers
+CHECKPOINT_FORMAT = 2
 
 
 class CheckpointMismatch(ConfigError):
@@ -195,8 +226,8 @@ def _compressor_options(cfg: RunConfig, downlink: bool) -> dict[str, Any]:
         "structured_factor": m.structured_factor, "qp": m.qp, "qp_density": m.qp_density,
         "nonweight_qp": m.nonweight_qp, "adf_qp": m.adf_qp, "dq": m.dq, "param_opt": m.param_opt,
         "codec_mode": m.codec_mode,
-        # The job's thread budget (OMP_NUM_THREADS / torch) rather than every core.
-        "num_threads": torch.get_num_threads(),
+        # The run's thread budget (config `threads`) rather than every core.
+        "num_threads": cfg.threads,
     }
 
 
@@ -209,6 +240,7 @@ def _versions() -> dict[str, str]:
     return {
         "python": platform.python_version(), "torch": torch.__version__,
         "numpy": np.__version__, "numba": numba.__version__, "fedbench": __version__,
+        "machine": platform.machine(), "platform": platform.platform(),
     }
 
 
@@ -252,6 +284,8 @@ class FederatedRun:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(cfg.device)
+        # Float reductions depend on the thread count: the config fixes it (summary.json).
+        torch.set_num_threads(cfg.threads)
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -279,6 +313,18 @@ class FederatedRun:
                     "adf_fold=false"
                 )
         self.num_tx = sum(s.size for s in self.template.values())
+        state = self.model.state_dict()
+        floats = {n: t for n, t in state.items() if t.is_floating_point()}
+        self.classes = tensor_classes(self.model, floats)
+        # The fp32 reference: uncompressed FedAvg of the same architecture without factors.
+        self.num_tx_ref = sum(s.size for n, s in self.template.items() if not is_adf_name(n))
+        self.model_params = sum(t.numel() for t in floats.values())
+        self.model_params_ref = sum(t.numel() for n, t in floats.items() if not is_adf_name(n))
+        self._tx_classes = class_bytes(
+            {n: 4 * s.size for n, s in self.template.items()}, self.classes
+        )
+        self._full_classes = class_bytes({n: 4 * t.numel() for n, t in floats.items()},
+                                         self.classes)
         params = {n for n, _ in self.model.named_parameters()}
         self.trainable = {n for n in self.template if n in params}
         comp = METHOD_COMPRESSOR[cfg.method.name]
@@ -303,13 +349,20 @@ class FederatedRun:
         self.rows: list[dict[str, Any]] = []
         self.round = 0
         self.elapsed = 0.0
+        self.ledger = Ledger()
+        # Bidirectional: (bytes, class bytes) of the broadcast after each round (index r-1),
+        # and per client the last round whose broadcast it has received (0: initial model).
+        self.broadcasts: list[tuple[int, dict[str, int]]] = []
+        self.synced: dict[int, int] = {}
+        self.initialised: set[int] = set()
+        self.majority_acc = self.data.majority_acc()
 
     # ------------------------------------------------------------------ one round
 
     def _client_update(
         self, k: int, start: dict[str, torch.Tensor], lr: float, round_: int
-    ) -> tuple[dict[str, np.ndarray], int, float, float, float]:
-        """Train client k, return (decoded update, bytes, loss, train_s, code_s)."""
+    ) -> tuple[dict[str, np.ndarray], bytes, float, float, float]:
+        """Train client k, return (decoded update, bitstream, loss, train_s, code_s)."""
         cfg = self.cfg
         t0 = time.perf_counter()
         self.model.load_state_dict(start)
@@ -347,7 +400,7 @@ class FederatedRun:
         # server's, so the simulation decodes each bitstream once.
         bits, dec, self.residuals[k] = compress_with_feedback(self.up, update)
         code_s += time.perf_counter() - t1
-        return dec, len(bits), loss, train_s, code_s
+        return dec, bits, loss, train_s, code_s
 
     def _delta(
         self, start: dict[str, torch.Tensor], res: dict[str, np.ndarray] | None
@@ -381,6 +434,48 @@ class FederatedRun:
             steps=cfg.method.lsa_steps, augment=cfg.data.augment, only=factors, bn_mode="frozen",
         )
 
+    def _classes_of(self, comp: UpdateCompressor, bits: bytes) -> dict[str, int]:
+        """Bytes of a bitstream per tensor class."""
+        return class_bytes(comp.tensor_bytes(bits), self.classes)
+
+    def _deliver(self, r: int, selected: list[int]) -> None:
+        """Charge the round's broadcast to the selected clients (see the module docstring)."""
+        cfg = self.cfg
+        if cfg.setting.initial_model == "charged":
+            new = [k for k in selected if k not in self.initialised]
+            if new:
+                self.ledger.charge(
+                    r, "down", "initial", "server", new, 4 * self.model_params,
+                    4 * self.model_params_ref, self._full_classes,
+                )
+        self.initialised.update(selected)
+        if r == 1:
+            return  # round 1 trains from the initial model
+        ref = 4 * self.num_tx_ref
+        if cfg.setting.direction == "uni":
+            self.ledger.charge(
+                r, "down", "model", "server", selected, 4 * self.num_tx, ref, self._tx_classes
+            )
+            return
+        groups: dict[int, list[int]] = {}
+        for k in selected:
+            groups.setdefault(self.synced.get(k, 0), []).append(k)
+        for last, clients in sorted(groups.items()):
+            missed = self.broadcasts[last : r - 1]
+            nbytes = sum(n for n, _ in missed)
+            if nbytes > 4 * self.num_tx:
+                # the clients' current model as float32 reproduces `view` exactly
+                kind, nbytes, classes = "snapshot", 4 * self.num_tx, self._tx_classes
+            else:
+                kind = "broadcast" if len(missed) == 1 else "catchup"
+                classes = dict.fromkeys(CLASSES, 0)
+                for _, c in missed:
+                    for key, v in c.items():
+                        classes[key] += v
+            self.ledger.charge(r, "down", kind, "server", clients, nbytes, ref, classes)
+            for k in clients:
+                self.synced[k] = r - 1
+
     def step(self) -> dict[str, Any]:
         """Run the next round; returns its metrics row."""
         cfg = self.cfg
@@ -388,27 +483,30 @@ class FederatedRun:
         lr = lr_at_round(cfg.train, r)
         selected = self.strategy.configure(r)
         bi = cfg.setting.direction == "bi"
+        self._deliver(r, selected)
         start = self.view if bi else self.global_state
-        bytes_down = 0 if bi or r == 1 else 4 * self.num_tx * len(selected)
-        fp32_down = bytes_down
         results, losses, sparsities = [], [], []
-        bytes_up, train_s, code_s = 0, 0.0, 0.0
+        train_s, code_s = 0.0, 0.0
         for k in selected:
-            dec, nbytes, loss, ts, cs = self._client_update(k, start, lr, r)
+            dec, bits, loss, ts, cs = self._client_update(k, start, lr, r)
             results.append((dec, self.sizes[k]))
             losses.append((loss, self.sizes[k]))
             sparsities.append(_sparsity(dec, self.template))
-            bytes_up += nbytes
+            self.ledger.charge(
+                r, "up", "update", f"client{k}", [SERVER], len(bits), 4 * self.num_tx_ref,
+                self._classes_of(self.up, bits),
+            )
             train_s += ts
             code_s += cs
         mean = self.strategy.aggregate(results)
         del results
+        fold = cfg.uses_adf and cfg.method.adf_fold
         with torch.no_grad():
             for n in self.template:
                 g = self.global_state[n]
                 g.add_(torch.from_numpy(mean[n]).to(g.device))
             adf_min, adf_max = self._factor_range()
-            if cfg.uses_adf and cfg.method.adf_fold:
+            if fold and not bi:
                 fold_adf_state(self.global_state, self.fold_targets)
         down_sparsity = float("nan")
         if bi:
@@ -419,36 +517,38 @@ class FederatedRun:
             }
             bits = self.down.encode(u)
             dec = self.down.decode(bits)
+            self.broadcasts.append((len(bits), self._classes_of(self.down, bits)))
             code_s += time.perf_counter() - t1
             with torch.no_grad():
                 for n in self.template:
                     v = self.view[n]
                     v.add_(torch.from_numpy(dec[n]).to(v.device))
-                if cfg.uses_adf and cfg.method.adf_fold:
-                    # Clients fold their copy the same way; nothing extra is sent.
-                    fold_adf_state(self.view, self.fold_targets)
-            bytes_down = len(bits) * cfg.data.num_clients
-            fp32_down = 4 * self.num_tx * cfg.data.num_clients
+                if fold:
+                    # After the broadcast, so the factor update reaches the clients; both
+                    # sides fold with the clients' factors and stay in sync.
+                    fold_by_client_factors(self.global_state, self.view, self.fold_targets)
             down_sparsity = _sparsity(dec, self.template)
-        fp32_up = 4 * self.num_tx * len(selected)
         t1 = time.perf_counter()
-        evals: dict[str, float] = {}
-        if r % cfg.eval.every == 0 or r == cfg.train.rounds:
-            self.model.load_state_dict(self.global_state)
-            evals = evaluate(self.model, self.data, cfg.train.eval_batch_size)
+        evals = self._evaluate(r)
         eval_s = time.perf_counter() - t1
         prev = self.rows[-1] if self.rows else {}
         nan = float("nan")
+        tot = self.ledger.totals(r)
         row = {
             "round": r, "lr": lr, "num_clients": len(selected),
             "train_loss": sum(l * n for l, n in losses) / sum(n for _, n in losses),
             "test_loss": evals.get("test_loss", nan), "test_acc": evals.get("test_acc", nan),
             "test_miou": evals.get("test_miou", nan), "test_map": evals.get("test_map", nan),
-            "bytes_up": bytes_up, "bytes_down": bytes_down,
-            "bytes_total_cum": prev.get("bytes_total_cum", 0) + bytes_up + bytes_down,
-            "fp32_bytes_cum": prev.get("fp32_bytes_cum", 0) + fp32_up + fp32_down,
-            "fp32_bytes_up_cum": prev.get("fp32_bytes_up_cum", 0) + fp32_up,
-            "bytes_up_cum": prev.get("bytes_up_cum", 0) + bytes_up,
+            "val_metric": evals.get("val_metric", nan),
+            "clients_test_acc": evals.get("clients_test_acc", nan),
+            "clients_test_metric": evals.get("clients_test_metric", nan),
+            "bytes_up": tot["bytes_up"], "bytes_down": tot["bytes_down"],
+            "fp32_bytes_up": tot["fp32_up"], "fp32_bytes_down": tot["fp32_down"],
+            "bytes_total_cum": prev.get("bytes_total_cum", 0) + tot["bytes_up"]
+            + tot["bytes_down"],
+            "fp32_bytes_cum": prev.get("fp32_bytes_cum", 0) + tot["fp32_up"] + tot["fp32_down"],
+            "fp32_bytes_up_cum": prev.get("fp32_bytes_up_cum", 0) + tot["fp32_up"],
+            "bytes_up_cum": prev.get("bytes_up_cum", 0) + tot["bytes_up"],
             "update_sparsity": float(np.mean(sparsities)), "downlink_sparsity": down_sparsity,
             "train_s": train_s, "code_s": code_s, "eval_s": eval_s,
             # not in metrics.csv; summarised in summary.json
@@ -457,6 +557,26 @@ class FederatedRun:
         self.rows.append(row)
         self.round = r
         return row
+
+    def _evaluate(self, r: int) -> dict[str, float]:
+        """Server model on test and validation, clients' model on test (evaluated rounds)."""
+        cfg = self.cfg
+        if not (r % cfg.eval.every == 0 or r == cfg.train.rounds):
+            return {}
+        key = self.primary_metric()
+        bs = cfg.train.eval_batch_size
+        self.model.load_state_dict(self.global_state)
+        out = evaluate(self.model, self.data, bs)
+        if self.data.has_val:
+            out["val_metric"] = evaluate(self.model, self.data, bs, split="val")[key]
+        if self.view is not None:
+            self.model.load_state_dict(self.view)
+            clients = evaluate(self.model, self.data, bs)
+        else:
+            clients = out  # uni: clients receive W itself, losslessly
+        out["clients_test_acc"] = clients["test_acc"]
+        out["clients_test_metric"] = clients[key]
+        return out
 
     def _factor_range(self) -> tuple[float, float]:
         """Smallest and largest server factor after aggregation, before any fold (NaN: none)."""
@@ -484,39 +604,73 @@ class FederatedRun:
 
     def summary(self) -> dict[str, Any]:
         """Per-run figures (summary.json)."""
+        cfg = self.cfg
         key = self.primary_metric()
-        vals = [row[key] for row in self.rows if not math.isnan(row[key])]
+        evaluated = [row for row in self.rows if not math.isnan(row[key])]
         last = self.rows[-1]
-        target = self.cfg.eval.target_accuracy
+        target = cfg.eval.target_accuracy
+        # Rounds are selected on the validation split, never on the test set.
+        scored = [row for row in evaluated if not math.isnan(row["val_metric"])]
+        best = max(scored, key=lambda row: row["val_metric"]) if scored else None
         to_target = None
-        if target is not None:
-            to_target = next(
-                (row["round"] for row in self.rows if not math.isnan(row[key]) and row[key] >= target),
-                None,
-            )
+        if target is not None and scored:
+            to_target = next((row["round"] for row in scored if row["val_metric"] >= target), None)
         total = last["bytes_total_cum"]
+        led = self.ledger.totals()
+        if led["bytes_up"] + led["bytes_down"] != total:  # pragma: no cover - invariant
+            raise RuntimeError("ledger and metrics disagree on the bytes sent")
+        final_clients = next(
+            (row["clients_test_metric"] for row in reversed(evaluated)), None
+        )
         return {
-            "method": self.cfg.method.name, "direction": self.cfg.setting.direction,
-            "metric": key, "final_acc": vals[-1] if vals else None,
-            "best_acc": max(vals) if vals else None, "final_test_acc": last["test_acc"],
+            "method": cfg.method.name, "direction": cfg.setting.direction,
+            "metric": key, "headline_model": "server",
+            "final_acc": evaluated[-1][key] if evaluated else None,
+            "final_acc_clients": final_clients,
+            "final_test_acc": last["test_acc"],
+            "selection": "validation" if scored else None,
+            "best_round": best["round"] if best else None,
+            "best_val": best["val_metric"] if best else None,
+            "best_acc": best[key] if best else None,
+            "majority_acc": self.majority_acc,
             "total_bytes": total, "fp32_bytes": last["fp32_bytes_cum"],
             "bytes_up": last["bytes_up_cum"], "bytes_down": total - last["bytes_up_cum"],
             "fp32_bytes_up": last["fp32_bytes_up_cum"],
+            "fp32_bytes_down": last["fp32_bytes_cum"] - last["fp32_bytes_up_cum"],
             "compression_ratio": last["fp32_bytes_cum"] / total if total else None,
             "compression_ratio_up": (
                 last["fp32_bytes_up_cum"] / last["bytes_up_cum"] if last["bytes_up_cum"] else None
             ),
+            "bytes_by_class": self.ledger.by_class(),
+            "accounting": {
+                "round": "broadcast, local training, upload, aggregation",
+                "initial_model": cfg.setting.initial_model,
+                "downlink": (
+                    "float32 model to each selected client from round 2"
+                    if cfg.setting.direction == "uni"
+                    else "missed broadcasts (or the float32 model if smaller) to each "
+                    "selected client from round 2, charged when it is selected"
+                ),
+                "final_broadcast_charged": False,
+                "reference": "uncompressed FedAvg without filter factors: float32 model to "
+                "and float32 update from each selected client",
+            },
             "rounds": self.round, "rounds_to_target": to_target, "target_accuracy": target,
             "transmitted_params": self.num_tx,
+            "reference_transmitted_params": self.num_tx_ref,
             "adf_position": self.adf_position,
             "adf_factor_min": _nanext(self.rows, "adf_min", min),
             "adf_factor_max": _nanext(self.rows, "adf_max", max),
             "mean_update_sparsity": float(np.mean([r["update_sparsity"] for r in self.rows])),
             "train_s": float(sum(r["train_s"] for r in self.rows)),
             "code_s": float(sum(r["code_s"] for r in self.rows)),
-            "wall_s": self.elapsed, "seed": self.cfg.seed, "device": str(self.device),
-            "versions": _versions(), "config": config_to_dict(self.cfg),
+            "wall_s": self.elapsed, "seed": cfg.seed, "device": str(self.device),
+            "threads": cfg.threads, "versions": _versions(), "config": config_to_dict(cfg),
         }
+
+    def write_ledger(self) -> None:
+        """ledger.csv: one row per message sent so far."""
+        _atomic_write(self.out / LEDGER, self.ledger.to_csv().encode())
 
     # --------------------------------------------------------------- checkpointing
 
@@ -527,15 +681,29 @@ class FederatedRun:
         return d
 
     def save_checkpoint(self) -> None:
-        """Atomically write everything needed to continue after this round."""
-        cpu = lambda s: {k: v.detach().cpu().clone() for k, v in s.items()}
+        """Atomically write everything needed to continue after this round.
+
+        Only tensors and plain data (dict, list, str, int, float, bool, None) are stored, so
+        the file loads with torch.load(weights_only=True) and cannot run code.
+        """
+        cpu = lambda s: {k: v.detach().cpu().clone() for k, v in s.items()}  # noqa: E731
+        np_state = np.random.get_state()
         state = {
-            "format": 1, "round": self.round, "config": self._config_key(),
+            "format": CHECKPOINT_FORMAT, "round": self.round, "config": self._config_key(),
             "global": cpu(self.global_state), "view": cpu(self.view) if self.view else None,
-            "residuals": self.residuals, "opt_states": self.opt_states, "rows": self.rows,
-            "elapsed": self.elapsed,
+            "residuals": {
+                int(k): {n: torch.from_numpy(np.ascontiguousarray(a)) for n, a in res.items()}
+                for k, res in self.residuals.items()
+            },
+            "opt_states": self.opt_states, "rows": [_plain(r) for r in self.rows],
+            "elapsed": float(self.elapsed), "ledger": self.ledger.to_state(),
+            "broadcasts": [[n, dict(c)] for n, c in self.broadcasts],
+            "synced": {int(k): int(v) for k, v in self.synced.items()},
+            "initialised": sorted(int(k) for k in self.initialised),
             "rng": {
-                "python": random.getstate(), "numpy": np.random.get_state(),
+                "python": _plain(random.getstate()),
+                "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()),
+                          *map(_plain, np_state[2:])],
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             },
@@ -549,27 +717,59 @@ class FederatedRun:
         path = self.out / CHECKPOINT
         if not path.is_file():
             return False
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("config") != self._config_key():
+        try:
+            # weights_only: a checkpoint is data; unpickling arbitrary objects could run code
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
             raise CheckpointMismatch(
-                f"config: {path} was written by a run with a different config; use another "
-                "--out folder or delete the checkpoint to start over"
+                f"checkpoint: {path} holds objects other than tensors and plain data, so it "
+                "was not loaded (loading it could run code); delete it to start over"
+            ) from exc
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("config") != self._config_key():
+            raise CheckpointMismatch(
+                f"config: {path} was written by a run with a different config or fedbench "
+                "version; use another --out folder or delete the checkpoint to start over"
             )
         dev = self.device
         self.global_state = {k: v.to(dev) for k, v in state["global"].items()}
         self.view = {k: v.to(dev) for k, v in state["view"].items()} if state["view"] else None
-        self.residuals = state["residuals"]
+        self.residuals = {
+            int(k): {n: t.numpy() for n, t in res.items()} for k, res in state["residuals"].items()
+        }
         self.opt_states = state["opt_states"]
         self.rows = state["rows"]
         self.round = state["round"]
         self.elapsed = state["elapsed"]
+        self.ledger = Ledger.from_state(state["ledger"])
+        self.broadcasts = [(int(n), dict(c)) for n, c in state["broadcasts"]]
+        self.synced = {int(k): int(v) for k, v in state["synced"].items()}
+        self.initialised = set(state["initialised"])
         rng = state["rng"]
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
+        random.setstate(_tuples(rng["python"]))
+        name, keys, *rest = rng["numpy"]
+        np.random.set_state((name, keys.numpy(), *rest))
         torch.set_rng_state(rng["torch"])
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         return True
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars to Python numbers, tuples to lists (what weights_only loading allows)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _tuples(value: Any) -> Any:
+    """Lists back to tuples (random.setstate wants its nested tuples)."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
 
 
 def _nanext(rows: list[dict[str, Any]], key: str, fn: Callable[..., float]) -> float | None:
@@ -659,6 +859,7 @@ def run_fl(
                 if cfg.checkpoint:
                     run.save_checkpoint()
                 run.write_metrics()
+                run.write_ledger()
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(
@@ -678,6 +879,7 @@ def run_fl(
         if not run.rows:
             raise ConfigError("train.rounds: nothing was run")
         run.write_metrics()
+        run.write_ledger()
         summary = run.summary()
         _atomic_write(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
         log.info(

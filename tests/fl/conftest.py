@@ -12,11 +12,14 @@ from fedbench.fl.client import federated_data_from_arrays
 
 @pytest.fixture
 def synthetic_data():
-    """FederatedData with 4 iid clients of unequal size on the CPU."""
+    """FederatedData with 4 iid clients of unequal size and a validation split, on the CPU."""
     x_tr, y_tr, x_te, y_te = synthetic_arrays()
+    x_va, y_va, _, _ = synthetic_arrays(n_train=40, n_test=1, seed=7)
     idx = np.arange(len(x_tr))
     parts = [idx[:30], idx[30:70], idx[70:120], idx[120:]]
-    return federated_data_from_arrays(x_tr, y_tr, x_te, y_te, parts, "classification", 2)
+    return federated_data_from_arrays(
+        x_tr, y_tr, x_te, y_te, parts, "classification", 2, x_val=x_va, y_val=y_va
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -8,11 +8,11 @@ from fltools import tiny_model_fn
 from fedbench.fl.config import load_config
 from fedbench.fl.loop import run_fl
 
-MIRROR = Path("/work/shared/data")
+MIRROR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not (MIRROR / "pneumoniamnist.npz").is_file(),
-                       reason="offline copy /work/shared/data/pneumoniamnist.npz absent"),
+                       reason="offline copy ../shared/data/pneumoniamnist.npz absent"),
 ]
 
 
@@ -32,13 +32,34 @@ def test_pneumonia_learns_and_compresses(data_root, tmp_path, method, direction)
         f"method.name={method}", f"setting.direction={direction}", "method.sparsity=0.9",
     ])
     summary = run_fl(cfg, tmp_path, model_fn=tiny_model_fn)
-    # the test set is 62.5 % pneumonia; a model that learnt something beats 0.5 clearly
-    assert summary["best_acc"] > 0.7, summary
+    # The test set is 62.5 % pneumonia: a model must clearly beat the majority class.
+    assert 0.6 < summary["majority_acc"] < 0.68  # 300 of the 624 test images
+    assert summary["final_acc"] > summary["majority_acc"] + 0.1, summary
+    assert summary["best_acc"] > summary["majority_acc"] + 0.1, summary
+    assert summary["selection"] == "validation"
+    ratio, ratio_up = summary["compression_ratio"], summary["compression_ratio_up"]
     if method == "fp32":
-        assert summary["compression_ratio"] == 1.0
+        assert ratio == 1.0 and ratio_up == 1.0
+    elif direction == "uni":
+        # downlink float32 models: 6 uplinks + 5 downlinks per client at most 11/5 = 2.2x
+        # the tiny CNN's 1-D tensors (BN, biases: 15 % of it) cap its uplink ratio near 6x
+        assert 1.5 < ratio < 2.2 and ratio_up > 4
     else:
-        assert summary["compression_ratio"] > 1.0
-        assert summary["compression_ratio_up"] > 5.0
+        assert ratio > 4 and ratio_up > 4
+
+
+def test_validation_split_is_held_out_of_training(data_root):
+    from fedbench.fl.client import load_federated_data
+
+    cfg = load_config("smoke", [
+        f"data.root={data_root}", f"data.mirror={MIRROR}", "data.max_train_samples=600",
+        "data.num_clients=3", "device=cpu", "data.val_fraction=0.1",
+    ])
+    data = load_federated_data(cfg, "cpu")
+    assert len(data.x_val) == 60 and len(data.x_train) == 540
+    assert sum(data.client_sizes()) == 540
+    train = {bytes(x.numpy()) for x in data.x_train}
+    assert not any(bytes(x.numpy()) in train for x in data.x_val)
 
 
 def test_cli_run_with_registry_model_and_rerun(data_root, tmp_path, capsys):

@@ -34,8 +34,8 @@ def test_segmentation_run_reports_miou(tmp_path):
     y[:, 3:7, 3:7] = 1
     x[:, 3:7, 3:7, :] += 150
     y[:, 0, :] = 255  # ignored pixels
-    data = federated_data_from_arrays(x[:36], y[:36], x[36:], y[36:], _split(36), "segmentation",
-                                      2)
+    data = federated_data_from_arrays(x[:30], y[:30], x[36:], y[36:], _split(30), "segmentation",
+                                      2, x_val=x[30:36], y_val=y[30:36])
     cfg = small_config(method={"name": "stc", "sparsity": 0.5},
                        train={"rounds": 3, "lr": 0.1}, data={"num_clients": 3})
     summary = run_fl(cfg, tmp_path, data=data, model_fn=lambda c, d: TinySeg(d.channels, 2))
@@ -52,8 +52,8 @@ def test_multilabel_run_reports_map(tmp_path):
     x = rng.integers(0, 50, (n, s, s, 1)).astype(np.uint8)
     for j in range(c):  # label j brightens a band of rows
         x[y[:, j] == 1, 2 * j : 2 * j + 2, :, 0] += 150
-    data = federated_data_from_arrays(x[:45], y[:45], x[45:], y[45:], _split(45), "multilabel",
-                                      c)
+    data = federated_data_from_arrays(x[:38], y[:38], x[45:], y[45:], _split(38), "multilabel",
+                                      c, x_val=x[38:45], y_val=y[38:45])
     cfg = small_config(method={"name": "topk-fp16", "sparsity": 0.5}, train={"rounds": 3},
                        data={"num_clients": 3})
     torch.manual_seed(0)
