@@ -4,7 +4,8 @@
 #   {results}/runs/{dataset}/{model}/{setting}/{method}/{variant}/seed{seed}/
 # and its `fedbench fl` call is  --config <preset> --set k=v ... , the sets layered as
 #   fl.set < datasets.D.set < models.M.set < settings.S.set < methods.X.set < grid block set
-#   < sweep values < the workflow's own keys (names, seed, data root/mirror/image size).
+#   < sweep values < the workflow's own keys (names, seed, threads, data root/mirror/image
+#   size).
 
 import itertools
 import os
@@ -126,6 +127,8 @@ def _expand_grid() -> dict[tuple, dict]:
                         {
                             "seed": seed,
                             "checkpoint": bool(fl.get("resume", False)),
+                            # the run's torch/codec threads are the job's cores: one value
+                            "threads": int(resources.get("threads", 1)),
                             "data.name": d.get("name", ds),
                             "data.root": DATA_ROOT,
                             "data.mirror": MIRROR,

@@ -23,7 +23,7 @@ rule fl_run:
         fresh="" if config["fl"].get("resume", False) else "--fresh",
     log:
         f"{RESULTS}/logs/fl/{{dataset}}/{{model}}/{{setting}}/{{method}}/{{variant}}/seed{{seed}}.log",
-    threads: lambda w: cell_of(w)["resources"].get("threads", 1)
+    threads: lambda w: cell_of(w)["set"]["threads"]
     resources:
         gpu=cell_resource("gpu", 0),
         mem_mb=cell_resource("mem_mb", 4000),

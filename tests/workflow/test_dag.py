@@ -50,6 +50,42 @@ def test_dry_run_lists_every_cell(config: str, tmp_path: Path) -> None:
     assert counts["codec_pytest_benchmark"] == (cfg["codec"].get("pytest_benchmark") is not None)
 
 
+def test_committed_figures_do_not_shadow_the_runs(tmp_path: Path) -> None:
+    """A fresh clone holds the reference figures and table: the FL jobs must still run."""
+    import shutil
+    import subprocess
+
+    clone = tmp_path / "clone"
+    if (REPO / ".git").exists():
+        subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+        # the working tree's committed-or-not reference outputs, as a user's checkout has them
+        shutil.copytree(REPO / "figures", clone / "figures", dirs_exist_ok=True)
+    else:
+        shutil.copytree(REPO / "figures", clone / "figures")
+    assert any((clone / "figures").glob("*.png")) and (clone / "figures" / "results_table.csv")
+    result = run_snakemake(
+        ["-n", "--configfile", str(REPO / "config" / "config.yaml")], clone,
+        config={"results": "results", "figures": "figures"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = dry_run_jobs(result.stdout)
+    want = expected_cells(REPO / "config" / "config.yaml")
+    fl = {(j["dataset"], j["model"], j["setting"], j["method"], j["variant"], int(j["seed"]))
+          for j in jobs if j["rule"] == "fl_run"}
+    assert fl == want
+    rules = Counter(j["rule"] for j in jobs)
+    assert rules["results_table"] == 1 and rules["figure_compression_ratio"] == 1
+
+
+def test_thread_count_reaches_the_run_config(tmp_path: Path) -> None:
+    result = run_snakemake(
+        ["-n", "-p", "--configfile", str(REPO / "config" / "config.yaml")], tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [ln for ln in result.stdout.splitlines() if " fedbench fl " in ln]
+    assert lines and all("OMP_NUM_THREADS=1 " in ln and "--set threads=1" in ln for ln in lines)
+
+
 def test_default_config_covers_methods_and_directions() -> None:
     cells = expected_cells(REPO / "config" / "config.yaml")
     assert {c[0] for c in cells} == {"pneumoniamnist", "cifar10"}
