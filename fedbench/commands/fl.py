@@ -77,8 +77,14 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 1
     if summary is not None:
+        best = summary["best_acc"]
+        chosen = (
+            f"test at the best validation round {summary['best_round']}: {best:.4f}"
+            if best is not None
+            else "no validation split"
+        )
         print(
-            f"{summary['metric']} {summary['final_acc']:.4f} (best {summary['best_acc']:.4f}), "
+            f"{summary['metric']} {summary['final_acc']:.4f} ({chosen}), "
             f"{summary['total_bytes'] / 1e6:.3f} MB sent, ratio "
             f"{summary['compression_ratio']:.1f}x vs fp32, {summary['wall_s']:.1f} s"
         )

@@ -69,7 +69,8 @@ train
 
 setting
   direction (uni|bi, uni)       uni: uplink compressed, downlink = full fp32 model to each
-                                selected client; bi: both compressed, broadcast to all clients.
+                                selected client; bi: both compressed; a selected client
+                                receives the broadcasts it missed (see fedbench.fl.loop).
   initial_model (free|charged, free)  delivery of the initial model: free (a shared seed
                                 or public checkpoint gives it) or charged at float32, once to
                                 each client when it is first selected; the same for every
