@@ -37,10 +37,42 @@ def test_every_category_present(result):
     assert {"A", "B", "C", "D", "E"} <= cats
 
 
-def test_quant_column_never_fails_the_codec(result):
-    # quant_ok is informative; where quant.py exists it should reproduce the DQ levels
+def test_quant_column_matches_the_manifest(result):
+    """quant_ok is True for exactly the vectors with a DQ quantization record, None elsewhere.
+
+    fedbench.codec.quant exists in this project, so the quant column must be filled in: a
+    runner that skipped the check (None everywhere) or a quantize_dq that misses a level
+    (False) both fail here.
+    """
+    manifest = json.loads((CONF_DIR / "manifest.json").read_text())
+    with np.load(CONF_DIR / "vectors.npz") as z:
+        with_floats = {int(k.split("_")[0]) for k in z.files if k.endswith("_floats")}
+    entries = {int(v["id"]): v for v in manifest["vectors"]}
+    # The runner checks a vector when it has both floats and a quantization record; in this
+    # set those are the same vectors, and exactly the DQ ones (README section 2, step 1).
+    quantized = {i for i, v in entries.items() if v.get("quantization")}
+    dq = {i for i, v in entries.items() if v["settings"]["encode_args"]["dq_flag"] == 1}
+    assert quantized == with_floats == dq
+    assert quantized, "the set has no DQ vector: this test would check nothing"
+
+    assert result.quant_available
+    assert [v.id for v in result.vectors] == list(entries)
     for v in result.vectors:
-        assert v.quant_ok in (None, True, False)
+        expected = True if v.id in quantized else None
+        assert v.quant_ok is expected, (v.name, v.quant_ok, v.messages)
+    assert result.quant_failures == []
+    checked = [v for v in result.vectors if v.quant_ok is not None]
+    assert len(checked) == len(quantized)
+    assert f"quant {len(quantized)}/{len(quantized)}" in format_report(result)
+
+    # The per-category and round-trip counts the manifest declares are those of its entries.
+    counts = manifest["counts"]
+    by_cat: dict[str, int] = {}
+    for v in result.vectors:
+        by_cat[v.category] = by_cat.get(v.category, 0) + 1
+    assert by_cat == counts["by_category"]
+    assert len(result.vectors) == counts["total"]
+    assert sum(v.get("roundtrip") is True for v in entries.values()) == counts["roundtrip_true"]
 
 
 def test_runner_detects_a_wrong_vector(tmp_path):
