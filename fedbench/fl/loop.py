@@ -686,7 +686,7 @@ class FederatedRun:
         Only tensors and plain data (dict, list, str, int, float, bool, None) are stored, so
         the file loads with torch.load(weights_only=True) and cannot run code.
         """
-        cpu = lambda s: {k: v.detach().cpu().clone() for k, v in s.items()}  # noqa: E731
+        cpu = lambda s: {k: v.detach().cpu().clone() for k, v in s.items()}
         np_state = np.random.get_state()
         state = {
             "format": CHECKPOINT_FORMAT, "round": self.round, "config": self._config_key(),

@@ -18,7 +18,7 @@ from fedbench.bench.cli import main as bench_main
 HAVE_CODEC = all(
     importlib.util.find_spec(f"fedbench.codec.{m}") is not None for m in ("cabac", "config")
 )
-CIFAR_TAR = Path("/work/shared/data/cifar10-jpeg.tar.gz")
+CIFAR_TAR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
 # ----------------------------------------------------------------------------- workloads

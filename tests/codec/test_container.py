@@ -21,7 +21,7 @@ from fedbench.codec import (
     step_size,
 )
 
-CONFORMANCE = Path("/work/shared/conformance")
+CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
 
 
 def _model(rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Prepare the real offline copies in /work/shared/data (skipped where absent)."""
+"""Prepare the real offline copies in ../shared/data (skipped where absent)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 
 from fedbench.data import load_prepared, prepare
 
-MIRROR = Path(os.environ.get("FEDBENCH_DATA_MIRROR", "/work/shared/data"))
+_SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+MIRROR = Path(os.environ.get("FEDBENCH_DATA_MIRROR", _SHARED_DATA))
 
 
 @pytest.mark.slow

@@ -297,7 +297,7 @@ def test_next_broadcast_codes_mean_update_plus_server_residual(synthetic_data, t
 
 def test_adf_with_frozen_factors_equals_unscaled_bit_for_bit(synthetic_data, tmp_path,
                                                              monkeypatch):
-    import fedbench.fl.client as client
+    from fedbench.fl import client
 
     batches = {"adf": [], "unscaled": []}
     orig = client._batches
