@@ -123,7 +123,7 @@ def federated_data_from_arrays(
 
 def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train positions, validation positions) of n samples; both sorted."""
-    n_val = int(round(fraction * n))
+    n_val = round(fraction * n)
     if n_val == 0:
         return np.arange(n), np.arange(0)
     rng = np.random.default_rng(derive_seed(seed, 0x7A7))
