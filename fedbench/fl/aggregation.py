@@ -3,6 +3,8 @@ averages their decoded updates weighted by local sample counts (FedAvg)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["FedAvgStrategy", "derive_seed", "select_clients", "weighted_mean"]
@@ -30,14 +32,18 @@ def weighted_mean(
         raise ValueError("weighted_mean: no updates")
     if len(updates) != len(weights):
         raise ValueError("weighted_mean: one weight per update needed")
-    total = float(sum(weights))
+    # Python floats from the start: sum() over np.float32 weights stays float32 in NumPy 2
+    # but becomes float64 in NumPy 1 (0 + np.float32), which changed the total.
+    w64 = [float(w) for w in weights]
+    total = math.fsum(w64)
     if total <= 0:
         raise ValueError("weighted_mean: weights must sum to a positive number")
     out = {}
     for name in updates[0]:
         acc = np.zeros(updates[0][name].shape, dtype=np.float64)
-        for u, w in zip(updates, weights, strict=True):
-            acc += float(w) * u[name]
+        for u, w in zip(updates, w64, strict=True):
+            # float64 product: a Python float times a float32 array is float32 in both NumPys.
+            acc += w * np.asarray(u[name], dtype=np.float64)
         out[name] = (acc / total).astype(np.float32)
     return out
 

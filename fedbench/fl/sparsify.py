@@ -27,9 +27,16 @@ def topk_indices(flat: np.ndarray, k: int) -> np.ndarray:
         return np.arange(n, dtype=np.int64)
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
-    # argpartition is O(n) and deterministic for a given numpy; exactly k entries are kept.
-    idx = np.argpartition(-np.abs(flat), k - 1)[:k]
-    return np.sort(idx).astype(np.int64)
+    # Which of several equal magnitudes np.argpartition returns depends on its selection
+    # algorithm (NumPy 2 changed it), and ties are common (a mean of quantized updates), so
+    # only the k-th largest magnitude (a value, the same under any algorithm) comes from a
+    # partition; ties at it are then broken by position. O(n); exactly k entries are kept.
+    mag = np.abs(flat)
+    thr = np.partition(mag, n - k)[n - k]
+    keep = mag > thr
+    ties = np.flatnonzero(mag == thr)[: k - int(np.count_nonzero(keep))]
+    keep[ties] = True
+    return np.flatnonzero(keep).astype(np.int64)
 
 
 def sparsify_unstructured(u: np.ndarray, sparsity: float) -> np.ndarray:
@@ -50,9 +57,11 @@ def sparsify_structured(
     without, the round(sparsity * C_out) weakest filters are.
     """
     filters = u.reshape(u.shape[0], -1)
-    mag = np.abs(filters).mean(axis=1)
+    # float64 throughout: NumPy 1 evaluates factor * <float32 mean> in float64 and compares in
+    # float32, NumPy 2 (NEP 50) does both in float32, so a filter at the threshold flipped.
+    mag = np.abs(filters).astype(np.float64).mean(axis=1)
     if factor is not None:
-        drop = mag < factor * mag.mean()
+        drop = mag < float(factor) * float(mag.mean())
     else:
         n_drop = round(sparsity * filters.shape[0])
         drop = np.zeros(filters.shape[0], dtype=bool)
