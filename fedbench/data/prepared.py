@@ -139,7 +139,11 @@ def convert_channels(x: np.ndarray, channels: int) -> np.ndarray:
     if channels == 3 and x.shape[-1] == 1:
         return np.repeat(x, 3, axis=-1)
     if channels == 1 and x.shape[-1] == 3:
-        luma = x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        # Element-wise, not a matmul: NumPy 2's float32 matmul sums in another order, so
+        # rint() flipped some pixels between NumPy 1 and 2; this order is NumPy 1's result.
+        w = np.array([0.299, 0.587, 0.114], np.float32)
+        xf = x.astype(np.float32)
+        luma = (xf[..., 0] * w[0] + xf[..., 1] * w[1]) + xf[..., 2] * w[2]
         return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None]
     raise ValueError(f"cannot convert {x.shape[-1]} channels to {channels}")
 
