@@ -150,6 +150,8 @@ def summary_frame(runs: Iterable[Run]) -> pd.DataFrame:
                 "rounds": s.get("rounds", int(run.metrics["round"].max())),
                 "final_acc": _number(s.get("final_acc")),
                 "best_acc": _number(s.get("best_acc")),
+                # Share of the test set's most frequent class: the accuracy of always guessing it.
+                "majority_acc": _number(s.get("majority_acc")),
                 "total_mb": _number(s.get("total_bytes")) / 1e6,
                 "fp32_mb": None if fp32 is None else fp32 / 1e6,
                 "compression_ratio": _number(s.get("compression_ratio")),
