@@ -100,7 +100,7 @@ def load_run(path: str | Path) -> Run:
 
 
 def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand each path to run folders: a folder with summary.json is a run, else search below it."""
+    """Expand each path to run folders: one with summary.json is a run, else search below it."""
     found: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
@@ -134,7 +134,7 @@ def _number(value: Any) -> float | None:
 
 
 def summary_frame(runs: Iterable[Run]) -> pd.DataFrame:
-    """One row per run: labels, sweep parameters from the resolved config, and the summary numbers."""
+    """One row per run: labels, sweep parameters from the resolved config, the summary numbers."""
     rows = []
     for run in runs:
         s, config = run.summary, run.summary.get("config") or {}
