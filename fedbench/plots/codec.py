@@ -124,9 +124,14 @@ def _family_colour(codec: str) -> tuple[float, float, float]:
 
 
 def _codecs(frame: pd.DataFrame) -> list[str]:
-    """Codec names present, in the fixed order."""
-    present = set(frame["codec"])
-    return [c for c in CODEC_ORDER if c in present] + sorted(present - set(CODEC_ORDER))
+    """Codec names present, in the fixed order (by family: 'zstd-19/int32' sorts as zstd)."""
+
+    def key(codec: str) -> tuple[int, str]:
+        family = codec if codec in CODEC_ORDER else codec.split("/")[0].split("-")[0]
+        rank = CODEC_ORDER.index(family) if family in CODEC_ORDER else len(CODEC_ORDER)
+        return rank, codec
+
+    return sorted(set(frame["codec"]), key=key)
 
 
 def _panels(n: int, n_bars: int) -> tuple[plt.Figure, list[plt.Axes]]:
