@@ -293,7 +293,7 @@ def test_codec_throughput_bars_names_and_ticks(codec_csv: Path, tmp_path: Path,
     assert "zstd-19/min:int8: Zstandard level 19, levels as int8 (smallest type)" in legend
     for stem in ("codec_throughput", "codec_entropy"):
         visible = [ax for ax in drawn[stem].axes if ax.get_visible()]
-        assert len(visible) == 2
+        assert len(visible) == 4
         for ax in visible:
             for axis in (ax.xaxis, ax.yaxis):
                 lo, hi = sorted(axis.get_view_interval())
