@@ -92,7 +92,9 @@ rule figure_sparsity_sweep:
 
 rule figure_codec_throughput:
     input:
-        f"{RESULTS}/codec/codec_bench.csv",
+        csv=f"{RESULTS}/codec/codec_bench.csv",
+        # Read for the workload scale (meta.scale) that the figure's title states.
+        json=f"{RESULTS}/codec/codec_bench.json",
     output:
         pdf=f"{FIGURES}/codec_throughput.pdf",
         png=report(
@@ -106,13 +108,15 @@ rule figure_codec_throughput:
     log:
         f"{RESULTS}/logs/figures/codec_throughput.log",
     shell:
-        "fedbench plots figures --codec {input} --out {params.out} --only codec_throughput"
+        "fedbench plots figures --codec {input.csv} --out {params.out} --only codec_throughput"
         " > {log} 2>&1"
 
 
 rule figure_codec_entropy:
     input:
-        f"{RESULTS}/codec/codec_bench.csv",
+        csv=f"{RESULTS}/codec/codec_bench.csv",
+        # Read for the workload scale (meta.scale) that the figure's title states.
+        json=f"{RESULTS}/codec/codec_bench.json",
     output:
         pdf=f"{FIGURES}/codec_entropy.pdf",
         png=report(
@@ -126,7 +130,7 @@ rule figure_codec_entropy:
     log:
         f"{RESULTS}/logs/figures/codec_entropy.log",
     shell:
-        "fedbench plots figures --codec {input} --out {params.out} --only codec_entropy"
+        "fedbench plots figures --codec {input.csv} --out {params.out} --only codec_entropy"
         " > {log} 2>&1"
 
 

@@ -100,7 +100,7 @@ def load_run(path: str | Path) -> Run:
 
 
 def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand each path to run folders: a folder with summary.json is a run, else search below it."""
+    """Expand each path to run folders: one with summary.json is a run, else search below it."""
     found: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
@@ -134,7 +134,7 @@ def _number(value: Any) -> float | None:
 
 
 def summary_frame(runs: Iterable[Run]) -> pd.DataFrame:
-    """One row per run: labels, sweep parameters from the resolved config, and the summary numbers."""
+    """One row per run: labels, sweep parameters from the resolved config, the summary numbers."""
     rows = []
     for run in runs:
         s, config = run.summary, run.summary.get("config") or {}
@@ -150,6 +150,8 @@ def summary_frame(runs: Iterable[Run]) -> pd.DataFrame:
                 "rounds": s.get("rounds", int(run.metrics["round"].max())),
                 "final_acc": _number(s.get("final_acc")),
                 "best_acc": _number(s.get("best_acc")),
+                # Share of the test set's most frequent class: the accuracy of always guessing it.
+                "majority_acc": _number(s.get("majority_acc")),
                 "total_mb": _number(s.get("total_bytes")) / 1e6,
                 "fp32_mb": None if fp32 is None else fp32 / 1e6,
                 "compression_ratio": _number(s.get("compression_ratio")),

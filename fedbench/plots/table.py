@@ -24,6 +24,7 @@ TABLE_COLUMNS = (
     "metric",
     "final_acc",
     "best_acc",
+    "majority_acc",
     "total_mb",
     "fp32_mb",
     "compression_ratio",

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-METHOD_RATIO = {"fp32": 1.0, "unscaled": 40.0, "adf": 60.0, "stc": 30.0}
+from plothelpers import ADF_SWEEP, CODEC_ROWS, MAJORITY, METHOD_RATIO
 
 
 def write_run(
@@ -22,15 +21,20 @@ def write_run(
     seed: int,
     rounds: int = 4,
     sparsity: float | None = 0.9,
+    majority_acc: float | None = 0.625,
 ) -> Path:
     """Write one synthetic run folder in the workflow's layout; return its path."""
     path = root / dataset / model / setting / method / variant / f"seed{seed}"
     path.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     ratio = METHOD_RATIO.get(method, 10.0) * (1 + 10 * (sparsity or 0) ** 4)
+    if method != "fp32":  # seeds differ a little, so a mean over seeds is not any one seed's
+        ratio *= 1 + 0.01 * seed
     fp32_round = 4.0e6
     r = np.arange(1, rounds + 1)
-    acc = 0.5 + 0.4 * (1 - np.exp(-r / 2)) + rng.normal(0, 0.01, rounds)
+    # Accuracy falls with sparsity and differs per setting, so that sweep points stay apart.
+    top = 0.4 - 0.15 * (sparsity or 0) ** 4 - (0.03 if setting == "bi" else 0.0)
+    acc = 0.5 + top * (1 - np.exp(-r / 2)) + rng.normal(0, 0.01, rounds)
     bytes_round = fp32_round / ratio
     metrics = pd.DataFrame(
         {
@@ -55,6 +59,7 @@ def write_run(
         "compression_ratio": float(ratio),
         "rounds": rounds,
         "rounds_to_target": None,
+        "majority_acc": majority_acc,
         "wall_s": 1.0,
         "seed": seed,
         "config": {
@@ -80,13 +85,13 @@ def runs_root(tmp_path: Path) -> Path:
             for method in ("fp32", "unscaled", "adf", "stc"):
                 variants = {"base": 0.9}
                 if method == "adf":
-                    variants = {"sparsity0.9": 0.9, "sparsity0.99": 0.99}
+                    variants = ADF_SWEEP
                 if method == "fp32":
                     variants = {"base": None}
                 for variant, sp in variants.items():
                     for seed in (0, 1):
                         write_run(root, dataset, "resnet20", setting, method, variant, seed,
-                                  sparsity=sp)
+                                  sparsity=sp, majority_acc=MAJORITY[dataset])
     return root
 
 
@@ -98,22 +103,37 @@ def run_writer():
 
 @pytest.fixture
 def codec_csv(tmp_path: Path) -> Path:
-    """A codec benchmark table with the columns `fedbench codec bench` writes."""
+    """A codec benchmark table with the columns `fedbench codec bench` writes (no JSON)."""
     rows = []
-    for workload, h0 in (("A", 8e6), ("B90", 1e6)):
-        for codec, over, speed in (
-            ("nnc", 0.95, 2e7), ("sparse", 1.02, 5e7), ("nncodec", 0.95, 4e6),
-            ("zstd", 1.3, 1e7), ("lzma", 1.2, 2e6), ("nnc-1t", 0.95, 1e7),
-        ):
+    # Four workloads, as the default run: two rows of panels, where shared axes hid labels.
+    for k, (workload, h0) in enumerate((("A", 8e6), ("B90", 1e6), ("B99", 2e5), ("C", 5e5))):
+        for codec, over, speed, threads in CODEC_ROWS:
+            speed *= 1 + k  # the workloads' throughputs differ, so panels cannot be swapped
             rows.append({
                 "workload": workload, "setting": "qp=-32 qpd=2 nwqp=-75 dq=0 po=0",
-                "codec": codec, "input": "float32", "threads": 1, "num_tensors": 21,
+                "codec": codec, "input": "float32", "threads": threads, "num_tensors": 21,
                 "num_params": 11678912, "nonzero_fraction": 0.5, "float32_bytes": 4.67e7,
                 "bytes": h0 * over, "ratio": 4.67e7 / (h0 * over), "h0_bytes": h0,
                 "bytes_over_h0": over, "encode_s": 1.0, "decode_s": 1.0,
                 "encode_params_per_s": speed, "decode_params_per_s": speed * 1.1,
             })
-    rows.append({"workload": "A", "codec": "zlib", "setting": rows[0]["setting"]})  # unavailable
+    rows.append({"workload": "A", "codec": "zlib-9", "setting": rows[0]["setting"]})  # skipped
     path = tmp_path / "codec_bench.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Figures as drawn, by file stem: style.save is wrapped to keep each figure object."""
+    from fedbench.plots import style
+
+    figures: dict = {}
+    real = style.save
+
+    def save(fig, out_dir, stem):
+        figures[stem] = fig
+        return real(fig, out_dir, stem)
+
+    monkeypatch.setattr(style, "save", save)
+    return figures

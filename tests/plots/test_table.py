@@ -5,11 +5,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from fedbench.cli import main
+from fedbench.plots.figures import figure_data
 from fedbench.plots.table import TABLE_COLUMNS, write_table
+
+# Table column -> the summary.json value it must show.
+FROM_SUMMARY = {
+    "final_acc": lambda s: s["final_acc"],
+    "best_acc": lambda s: s["best_acc"],
+    "majority_acc": lambda s: s["majority_acc"],
+    "total_mb": lambda s: s["total_bytes"] / 1e6,
+    "fp32_mb": lambda s: s["fp32_bytes"] / 1e6,
+    "compression_ratio": lambda s: s["compression_ratio"],
+    "rounds": lambda s: s["rounds"],
+    "wall_s": lambda s: s["wall_s"],
+    "sparsity": lambda s: None if s["config"]["method"]["name"] == "fp32"
+    else s["config"]["method"]["sparsity"],
+}
 
 
 def test_one_row_per_run(runs_root: Path, tmp_path: Path) -> None:
@@ -19,11 +35,36 @@ def test_one_row_per_run(runs_root: Path, tmp_path: Path) -> None:
     assert n == len(frame) == len(list(runs_root.rglob("summary.json")))
     assert tuple(frame.columns) == TABLE_COLUMNS
     assert frame["path"].is_unique
-    # Every run's numbers are its summary's.
+    assert frame["final_acc"].notna().all() and frame["best_acc"].notna().all()
+    # fp32 is the reference: its ratio is 1 exactly, not merely close.
+    assert (frame.loc[frame["method"] == "fp32", "compression_ratio"] == 1.0).all()
+    md_rows = {}
+    header = None
+    for line in md.read_text().split("## All runs")[1].splitlines():
+        if line.startswith("| dataset |"):
+            header = [c.strip() for c in line.strip("|").split("|")]
+        elif line.startswith("| ") and header:
+            cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|")),
+                             strict=True))
+            key = tuple(cells[c] for c in ("dataset", "model", "setting", "method", "variant",
+                                            "seed"))
+            md_rows[key] = cells
+    assert len(md_rows) == n
+    # Every run's numbers are its summary's, in the CSV (6 digits) and the Markdown (4).
     for _, row in frame.iterrows():
-        summary = json.loads((Path(row["path"]) / "summary.json").read_text())
-        assert row["compression_ratio"] == pytest.approx(summary["compression_ratio"], rel=1e-5)
-        assert row["total_mb"] == pytest.approx(summary["total_bytes"] / 1e6, rel=1e-5)
+        path = Path(row["path"])
+        summary = json.loads((path / "summary.json").read_text())
+        assert tuple(path.parts[-6:]) == (row["dataset"], row["model"], row["setting"],
+                                          row["method"], row["variant"], f"seed{row['seed']}")
+        cells = md_rows[tuple(str(row[c]) for c in ("dataset", "model", "setting", "method",
+                                                    "variant", "seed"))]
+        for column, value in FROM_SUMMARY.items():
+            want = value(summary)
+            if want is None:
+                assert pd.isna(row[column]) and cells[column] == "", column
+                continue
+            assert row[column] == pytest.approx(want, rel=1e-5), column
+            assert float(cells[column]) == pytest.approx(want, rel=1e-3), column
     text = md.read_text()
     assert "377x" in text and "Becking" in text
     table_lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
@@ -31,9 +72,31 @@ def test_one_row_per_run(runs_root: Path, tmp_path: Path) -> None:
     assert len(table_lines) == 1 + 4 + 1 + n
 
 
+def test_table_is_the_figure_data(runs_root: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "t.csv"
+    write_table([runs_root], csv, tmp_path / "t.md")
+    table = pd.read_csv(csv)
+    table["label"] = table["method"] + np.where(table["method"] == "adf",
+                                                " " + table["variant"], "")
+    bars = figure_data("compression_ratio", [runs_root])
+    means = table.groupby(["setting", "dataset", "model", "label"])["compression_ratio"].mean()
+    assert len(bars) == len(means)
+    for _, bar in bars.iterrows():
+        key = (bar["setting"], bar["dataset"], bar["model"], bar["label"])
+        assert bar["ratio"] == pytest.approx(means[key], rel=1e-5)
+    sweep = figure_data("sparsity_sweep", [runs_root])
+    accs = table.groupby(["dataset", "model", "method", "setting", "variant"])["final_acc"].mean()
+    assert len(sweep) == len(accs)
+    for _, point in sweep.iterrows():
+        key = (point["dataset"], point["model"], point["method"], point["setting"],
+               point["variant"])
+        assert point["acc"] == pytest.approx(accs[key], rel=1e-5)
+
+
 def test_cli_table_and_figures(runs_root: Path, codec_csv: Path, tmp_path: Path, capsys) -> None:
     csv, md = tmp_path / "t.csv", tmp_path / "t.md"
-    assert main(["plots", "table", "--runs", str(runs_root), "--csv", str(csv), "--md", str(md)]) == 0
+    rc = main(["plots", "table", "--runs", str(runs_root), "--csv", str(csv), "--md", str(md)])
+    assert rc == 0
     assert csv.is_file() and md.is_file()
     out = tmp_path / "figs"
     rc = main(["plots", "figures", "--codec", str(codec_csv), "--out", str(out),
@@ -43,7 +106,9 @@ def test_cli_table_and_figures(runs_root: Path, codec_csv: Path, tmp_path: Path,
 
 
 def test_cli_missing_inputs(tmp_path: Path, capsys) -> None:
-    rc = main(["plots", "table", "--runs", str(tmp_path / "none"), "--csv", "a.csv", "--md", "a.md"])
+    rc = main(
+        ["plots", "table", "--runs", str(tmp_path / "none"), "--csv", "a.csv", "--md", "a.md"]
+    )
     assert rc == 2
     assert "does not exist" in capsys.readouterr().err
     rc = main(["plots", "figures", "--out", str(tmp_path)])
