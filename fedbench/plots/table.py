@@ -59,6 +59,31 @@ def headline(frame: pd.DataFrame) -> dict[str, object]:
     return {"paper_max_ratio": style.PAPER_MAX_RATIO, "paper": style.PAPER_CITATION, "ours": ours}
 
 
+CELL_KEYS = ("dataset", "model", "setting", "method", "variant")
+
+
+def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell (all but the seed): seeds, and mean and sample sd over seeds of the
+    final and validation-selected accuracy, total MB and compression ratio."""
+    rows = []
+    for key, group in frame.groupby(list(CELL_KEYS), sort=False):
+        row = dict(zip(CELL_KEYS, key, strict=True))
+        row["seeds"] = len(group)
+        for col in ("final_acc", "best_acc", "total_mb", "compression_ratio"):
+            vals = group[col].astype(float)
+            row[f"{col}_mean"] = float(vals.mean())
+            row[f"{col}_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pm(mean: float, sd: float, fmt: str) -> str:
+    """'mean +- sd' (just the mean for one seed)."""
+    if math.isnan(mean):
+        return ""
+    return f"{mean:{fmt}}" if math.isnan(sd) else f"{mean:{fmt}} +- {sd:{fmt}}"
+
+
 def _cell(value: object) -> str:
     """Markdown text of one table value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -105,6 +130,27 @@ def write_table(run_paths: Sequence[str | Path], out_csv: str | Path, out_md: st
         lines.append(
             f"| {style.display(method)} | {paper} | {o['compression_ratio']:.1f}x | "
             f"{o['final_acc']:.4f} | {o['run']} |"
+        )
+    agg = seed_summary(frame)
+    lines += [
+        "",
+        "## Per cell, mean +- sd over seeds",
+        "",
+        "best acc = test accuracy at the round with the best validation accuracy. Cells with "
+        "one seed cannot rank methods; with three, differences within the sd are noise.",
+        "",
+        "| data set | model | setting | method | variant | seeds | final acc | best acc "
+        "| total MB | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in agg.iterrows():
+        lines.append(
+            f"| {r['dataset']} | {r['model']} | {r['setting']} | {style.display(r['method'])} "
+            f"| {r['variant']} | {r['seeds']} "
+            f"| {_pm(r['final_acc_mean'], r['final_acc_sd'], '.3f')} "
+            f"| {_pm(r['best_acc_mean'], r['best_acc_sd'], '.3f')} "
+            f"| {_pm(r['total_mb_mean'], r['total_mb_sd'], '.3g')} "
+            f"| {_pm(r['compression_ratio_mean'], r['compression_ratio_sd'], '.3g')} |"
         )
     lines += ["", f"## All runs ({len(frame)})", ""]
     shown = [c for c in TABLE_COLUMNS if c != "path"]

@@ -67,9 +67,37 @@ def test_one_row_per_run(runs_root: Path, tmp_path: Path) -> None:
             assert float(cells[column]) == pytest.approx(want, rel=1e-3), column
     text = md.read_text()
     assert "377x" in text and "Becking" in text
-    table_lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    head, rest = text.split("## Per cell")
+    per_cell, all_runs = rest.split("## All runs")
+    table_lines = [ln for ln in head.splitlines() + all_runs.splitlines() if ln.startswith("| ")]
     # headline header + one line per method + table header + one line per run
     assert len(table_lines) == 1 + 4 + 1 + n
+    cells = {tuple(frame.loc[i, c] for c in ("dataset", "model", "setting", "method", "variant"))
+             for i in frame.index}
+    assert len([ln for ln in per_cell.splitlines() if ln.startswith("| ")]) == 1 + len(cells)
+
+
+def test_seed_summary_is_mean_and_sd_over_seeds(runs_root: Path, tmp_path: Path) -> None:
+    from fedbench.plots.runs import load_runs
+    from fedbench.plots.table import results_frame, seed_summary
+
+    frame = results_frame(load_runs([runs_root]))
+    agg = seed_summary(frame)
+    keys = ["dataset", "model", "setting", "method", "variant"]
+    assert len(agg) == len(frame.groupby(keys))
+    for _, row in agg.iterrows():
+        group = frame
+        for k in keys:
+            group = group[group[k] == row[k]]
+        assert row["seeds"] == len(group)
+        ratios = group["compression_ratio"].to_numpy(float)
+        assert row["compression_ratio_mean"] == pytest.approx(ratios.mean())
+        if len(group) > 1:
+            assert row["compression_ratio_sd"] == pytest.approx(ratios.std(ddof=1))
+            assert row["final_acc_sd"] == pytest.approx(group["final_acc"].std(ddof=1))
+        else:
+            assert np.isnan(row["compression_ratio_sd"])
+    assert (agg["seeds"] > 1).any()
 
 
 def test_table_is_the_figure_data(runs_root: Path, tmp_path: Path) -> None:
