@@ -41,21 +41,26 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
-def _recording_run(cfg, out, data, lossless_down=False):
-    """A FederatedRun whose downlink encoder records every broadcast's length."""
-    run = FederatedRun(cfg, out, data=data, model_fn=tiny_model_fn)
-    if lossless_down:
-        run.down = Fp32Compressor(run.template)
-    lengths = []
-    enc = run.down.encode
+def _record_lengths(comp) -> list[int]:
+    """Make `comp.encode` append each bitstream's length to the returned list."""
+    lengths: list[int] = []
+    enc = comp.encode
 
     def record(u):
         bits = enc(u)
         lengths.append(len(bits))
         return bits
 
-    run.down.encode = record
-    return run, lengths
+    comp.encode = record
+    return lengths
+
+
+def _recording_run(cfg, out, data, lossless_down=False):
+    """A FederatedRun whose downlink encoder records every broadcast's length."""
+    run = FederatedRun(cfg, out, data=data, model_fn=tiny_model_fn)
+    if lossless_down:
+        run.down = Fp32Compressor(run.template)
+    return run, _record_lengths(run.down)
 
 
 @pytest.mark.parametrize("fraction", [1.0, 0.5])
@@ -68,15 +73,7 @@ def test_bytes_from_first_principles(synthetic_data, tmp_path, method, direction
         train={"rounds": rounds, "client_fraction": fraction},
     )
     run, lengths = _recording_run(cfg, tmp_path, synthetic_data)
-    ups = []
-    enc_up = run.up.encode
-
-    def record_up(u):
-        bits = enc_up(u)
-        ups.append(len(bits))
-        return bits
-
-    run.up.encode = record_up
+    ups = _record_lengths(run.up)
     for _ in range(rounds):
         run.step()
     summary = run.summary()
