@@ -60,13 +60,14 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     from fedbench.data import DataError
     from fedbench.fl.loop import TrainingDiverged, run_fl
+    from fedbench.models import PretrainedError
 
     try:
         summary = run_fl(cfg, args.out, progress=not args.no_progress, resume=not args.fresh)
     except ConfigError as exc:
         print(f"fedbench fl: invalid config: {exc}", file=sys.stderr)
         return 2
-    except TrainingDiverged as exc:
+    except (TrainingDiverged, PretrainedError) as exc:
         print(f"fedbench fl: {exc}", file=sys.stderr)
         return 1
     except DataError as exc:

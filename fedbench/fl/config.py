@@ -37,7 +37,10 @@ data
 model
   name (str, resnet20)          fedbench.models registry name.
   small_input (bool, true)      CIFAR-style stem for small images.
-  pretrained (str|null)         path of a state_dict to start from.
+  pretrained (str|null)         start from: a local state_dict path, or `imagenet` for
+                                torchvision's published weights of the architecture (torch
+                                hub cache, else download; sha256-checked); tensors whose
+                                shape differs (small-input stem, classifier) keep their init.
 
 train
   rounds (int>=1, 20)

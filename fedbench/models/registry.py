@@ -38,6 +38,8 @@ class ModelSpec:
     description: str = ""
     large: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    # torchvision's name for the published ImageNet weights (None: there are none)
+    torchvision_name: str | None = None
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -146,12 +148,12 @@ def _cifar_resnet(depth: int, num_classes: int, in_channels: int, small_input: b
 for _arch, _ch, _large in (("resnet18", 512, False), ("resnet34", 512, False),
                            ("resnet50", 2048, True)):
     register_model(ModelSpec(_arch, "resnet", partial(_resnet, _arch), _resnet_trunk, _ch,
-                             f"torchvision {_arch}", large=_large))
+                             f"torchvision {_arch}", large=_large, torchvision_name=_arch))
 register_model(ModelSpec("mobilenet_v2", "mobilenet", _mobilenet_v2, _features_trunk, 1280,
-                         "torchvision MobileNetV2 (width 1.0)"))
+                         "torchvision MobileNetV2 (width 1.0)", torchvision_name="mobilenet_v2"))
 for _arch in ("vgg11", "vgg16", "vgg11_bn", "vgg16_bn"):
     register_model(ModelSpec(_arch, "vgg", partial(_vgg, _arch), _features_trunk, 512,
-                             f"torchvision {_arch}", large=True))
+                             f"torchvision {_arch}", large=True, torchvision_name=_arch))
 for _depth in (20, 56):
     register_model(ModelSpec(f"resnet{_depth}", "cifar_resnet", partial(_cifar_resnet, _depth),
                              _resnet_trunk, 64,
@@ -197,16 +199,83 @@ class PretrainedReport:
                 f"{len(self.skipped)} [{sk}], {len(self.missing)} model tensors not in file")
 
 
+class PretrainedError(ValueError):
+    """Pretrained weights that cannot be had or do not check out; names model.pretrained."""
+
+
+IMAGENET = "imagenet"
+
+
+def _sha256_prefix_ok(path: str) -> tuple[bool, str, str]:
+    """(ok, expected, got): the file's sha256 against the hash prefix in its name
+    (torch.hub's convention, e.g. resnet18-f37072fd.pth); ok when the name carries none."""
+    import hashlib
+    import re
+
+    m = re.search(r"-([a-f0-9]{6,})\.", os.path.basename(path))
+    if m is None:
+        return True, "", ""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    got = h.hexdigest()
+    return got.startswith(m.group(1)), m.group(1), got
+
+
+def imagenet_state_dict(name: str) -> tuple[dict[str, torch.Tensor], str]:
+    """torchvision's published ImageNet weights (DEFAULT) of architecture `name` and their
+    name, through torchvision's weights API: from the torch hub cache, else downloaded; the
+    sha256 prefix in the file name is checked either way."""
+    spec = get_model_spec(name)
+    if spec.torchvision_name is None:
+        raise PretrainedError(
+            f"model.pretrained: {name} has no published ImageNet weights; give a local "
+            "state_dict path (e.g. one written by `fedbench pretrain`)"
+        )
+    from urllib.error import URLError
+
+    from torchvision.models import get_model_weights
+
+    weights = get_model_weights(spec.torchvision_name).DEFAULT
+    cache = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
+    except (URLError, OSError) as exc:
+        raise PretrainedError(
+            f"model.pretrained: the ImageNet weights of {name} ({weights}) are not in the torch "
+            f"hub cache ({cache}) and could not be downloaded ({exc}); place the file there "
+            "(TORCH_HOME sets the cache), or give a local state_dict path"
+        ) from exc
+    except RuntimeError as exc:  # torch.hub's hash check of a fresh download
+        raise PretrainedError(f"model.pretrained: {weights}: {exc}") from exc
+    # torch.hub checks the hash only when it downloads; a cached file is checked here.
+    ok, want, got = _sha256_prefix_ok(cache) if os.path.isfile(cache) else (True, "", "")
+    if not ok:
+        raise PretrainedError(
+            f"model.pretrained: cached file {cache} has sha256 {got[:16]}..., its name says "
+            f"{want}; delete it to download it again"
+        )
+    return state, str(weights)
+
+
 def load_pretrained(model: nn.Module, path: str | os.PathLike, prefix: str = ""
                     ) -> PretrainedReport:
-    """Load a local state_dict file (torch.load, weights_only=True) into `model`, skipping
-    tensors whose name or shape does not match (e.g. an adapted stem or classifier).
+    """Load a local state_dict file (torch.load, weights_only=True) or, for path 'imagenet',
+    torchvision's ImageNet weights of the model's architecture (`model.fedbench_name`) into
+    `model`, skipping tensors whose name or shape does not match (an adapted stem or
+    classifier).
 
     The file may be a bare state_dict or hold one under 'state_dict'/'model'; a 'module.'
     prefix (DataParallel) is removed. `prefix` is prepended to the file's keys (e.g.
     'backbone.' to load classification weights into a SegmentationModel).
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    if str(path) == IMAGENET:
+        state, path = imagenet_state_dict(model.fedbench_name)
+    else:
+        if not os.path.isfile(path):
+            raise PretrainedError(f"model.pretrained: no file {str(path)!r} (nor 'imagenet')")
+        state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict):
         for key in ("state_dict", "model"):
             if key in state and isinstance(state[key], dict):
@@ -244,9 +313,10 @@ def build_model(name: str, num_classes: int, in_channels: int = 3, small_input: 
 
     small_input: 3x3 stride-1 stem, no max-pool (28-32 px); else ImageNet-style stem.
     task 'classification'/'multilabel' give logits [N, num_classes]; 'segmentation' an
-    FCN head on the trunk, logits [N, num_classes, H, W]. pretrained: local state_dict file
-    loaded with load_pretrained (mismatching stem/classifier tensors skipped); the report
-    is kept as `model.pretrained_report`. options go to the builder (resnet20/56:
+    FCN head on the trunk, logits [N, num_classes, H, W]. pretrained: a local state_dict
+    file, or 'imagenet' for torchvision's published weights (hub cache or download, hash
+    checked), loaded with load_pretrained (mismatching stem/classifier tensors skipped, e.g.
+    the 3x3 small-input stem and the classifier); the report is `model.pretrained_report`. options go to the builder (resnet20/56:
     shortcut='A'|'B').
     """
     spec = get_model_spec(name)
@@ -260,6 +330,7 @@ def build_model(name: str, num_classes: int, in_channels: int = 3, small_input: 
         raise ValueError(f"{name} takes no option(s) {sorted(unknown)}; its options: "
                          f"{sorted(spec.options) or 'none'}")
     model = spec.build(num_classes, in_channels, small_input, **options)
+    object.__setattr__(model, "fedbench_name", name)  # a plain attribute, not a submodule
     report = load_pretrained(model, pretrained) if pretrained is not None else None
     if task == "segmentation":
         model = SegmentationModel(spec.trunk(model), spec.feature_channels, num_classes)
