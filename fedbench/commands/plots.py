@@ -10,6 +10,7 @@ FIGURE_NAMES = (
     "accuracy_vs_mb",
     "compression_ratio",
     "sparsity_sweep",
+    "bytes_by_class",
     "codec_throughput",
     "codec_entropy",
 )

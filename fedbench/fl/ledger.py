@@ -155,10 +155,12 @@ class Ledger:
             out[f"fp32_{e.direction}"] += e.fp32_charged
         return out
 
-    def by_class(self) -> dict[str, dict[str, int]]:
-        """Charged bytes per direction and tensor class over the run."""
+    def by_class(self, round_: int | None = None) -> dict[str, dict[str, int]]:
+        """Charged bytes per direction and tensor class, for one round or the whole run."""
         out = {d: dict.fromkeys(CLASSES, 0) for d in DIRECTIONS}
         for e in self.entries:
+            if round_ is not None and e.round != round_:
+                continue
             for c, n in e.classes.items():
                 out[e.direction][c] += n * len(e.receivers)
         return out

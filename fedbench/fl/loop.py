@@ -106,6 +106,8 @@ METRIC_COLUMNS = [
     "bytes_down", "fp32_bytes_up", "fp32_bytes_down", "bytes_total_cum", "fp32_bytes_cum",
     "fp32_bytes_up_cum", "bytes_up_cum", "update_sparsity", "downlink_sparsity", "train_s",
     "code_s", "eval_s",
+    # the round's charged bytes per direction and tensor class (they add up to bytes_up/down)
+    *(f"bytes_{d}_{c}" for d in ("up", "down") for c in CLASSES),
 ]
 
 CHECKPOINT = "checkpoint.pt"
@@ -554,6 +556,8 @@ class FederatedRun:
             # not in metrics.csv; summarised in summary.json
             "adf_min": adf_min, "adf_max": adf_max,
         }
+        for d, classes in self.ledger.by_class(r).items():
+            row.update({f"bytes_{d}_{c}": n for c, n in classes.items()})
         self.rows.append(row)
         self.round = r
         return row

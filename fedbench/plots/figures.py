@@ -24,9 +24,12 @@ from fedbench.plots.codec import (
     plot_codec_entropy,
     plot_codec_throughput,
 )
-from fedbench.plots.runs import Run, load_runs, metrics_frame, summary_frame
+from fedbench.plots.runs import PlotInputError, Run, load_runs, metrics_frame, summary_frame
 
-RUN_FIGURES = ("accuracy_vs_round", "accuracy_vs_mb", "compression_ratio", "sparsity_sweep")
+RUN_FIGURES = (
+    "accuracy_vs_round", "accuracy_vs_mb", "compression_ratio", "sparsity_sweep",
+    "bytes_by_class",
+)
 CODEC_FIGURES = ("codec_throughput", "codec_entropy")
 ALL_FIGURES = RUN_FIGURES + CODEC_FIGURES
 
@@ -388,11 +391,92 @@ def plot_sparsity_sweep(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
     return style.save(fig, out_dir, "sparsity_sweep")
 
 
+# Tensor classes of the ledger (fedbench.fl.ledger.CLASSES), in stacking order.
+BYTE_CLASSES = ("weight", "bn_affine", "bn_stats", "bias", "adf", "other", "overhead")
+_CLASS_NAMES = {
+    "weight": "conv/linear weights", "bn_affine": "BatchNorm affine",
+    "bn_stats": "BatchNorm running stats", "bias": "biases", "adf": "ADF factors",
+    "other": "other tensors", "overhead": "headers/overhead",
+}
+
+
+def bytes_by_class_data(runs: Sequence[Run]) -> pd.DataFrame:
+    """Where the bytes go: mean bytes over seeds per data set, setting, method, direction and
+    tensor class (summary.json bytes_by_class), with each class's share of the direction.
+
+    Columns: dataset, setting, label, direction, cls, bytes, share, total (the direction's
+    mean bytes). Runs written before the ledger (no bytes_by_class) are left out.
+    """
+    rows = []
+    for run in runs:
+        by_class = run.summary.get("bytes_by_class")
+        if not by_class:
+            continue
+        for direction in ("up", "down"):
+            for cls in BYTE_CLASSES:
+                rows.append({**run.labels, "direction": direction, "cls": cls,
+                             "bytes": float(by_class[direction].get(cls, 0))})
+    if not rows:
+        raise PlotInputError("bytes_by_class: no run has bytes_by_class in its summary.json")
+    frame = with_hue(pd.DataFrame(rows))
+    keys = ["dataset", "setting", "label", "direction"]
+    agg = frame.groupby([*keys, "cls"], sort=False)["bytes"].mean().reset_index()
+    agg["total"] = agg.groupby(keys)["bytes"].transform("sum")
+    agg["share"] = np.where(agg["total"] > 0, agg["bytes"] / agg["total"].where(agg["total"] > 0,
+                                                                              1), 0.0)
+    return agg
+
+
+def plot_bytes_by_class(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
+    """Share of each tensor class in the bytes sent, per data set and direction (stacked
+    bars per setting and method), with the direction's total MB at each bar."""
+    frame = bytes_by_class_data(runs)
+    datasets = sorted(frame["dataset"].unique())
+    settings = _ordered(frame["setting"].unique(), style.SETTING_ORDER)
+    labels = style.label_order(list(frame["label"].unique()))
+    bars = [(st, lb) for st in settings for lb in labels
+            if ((frame["setting"] == st) & (frame["label"] == lb)).any()]
+    colours = dict(zip(BYTE_CLASSES, (style.PALETTE[i] for i in (0, 2, 8, 4, 3, 7, 9)),
+                       strict=True))
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 0.32 * len(bars) * len(datasets)
+                                                        + 1.4), squeeze=False, sharey=True)
+    names = [f"{style.SETTING_NAMES.get(st, st)}: {style.display(lb)}" for st, lb in bars]
+    for i, dataset in enumerate(datasets):
+        for j, direction in enumerate(("up", "down")):
+            ax = axes[i][j]
+            sub = frame[(frame["dataset"] == dataset) & (frame["direction"] == direction)]
+            left = np.zeros(len(bars))
+            for cls in BYTE_CLASSES:
+                share = np.array([
+                    float(sub[(sub["setting"] == st) & (sub["label"] == lb)
+                              & (sub["cls"] == cls)]["share"].sum()) for st, lb in bars
+                ])
+                ax.barh(np.arange(len(bars)), 100 * share, left=100 * left,
+                        color=colours[cls], gid=f"bytes|{dataset}|{direction}|{cls}")
+                left += share
+            for k, (st, lb) in enumerate(bars):
+                tot = sub[(sub["setting"] == st) & (sub["label"] == lb)]["total"]
+                if len(tot):
+                    ax.annotate(f"{float(tot.iloc[0]) / 1e6:.3g} MB", (100, k), xytext=(3, 0),
+                                textcoords="offset points", va="center", fontsize="x-small")
+            ax.set_xlim(0, 100)
+            ax.set_yticks(np.arange(len(bars)), names)
+            ax.invert_yaxis()
+            ax.set_xlabel("% of the bytes sent")
+            ax.set_title(f"{style.DATASET_NAMES.get(dataset, dataset)}, "
+                         f"{'uplink' if direction == 'up' else 'downlink'}")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in BYTE_CLASSES]
+    fig.tight_layout()
+    style.legend_right(fig, handles, [_CLASS_NAMES[c] for c in BYTE_CLASSES])
+    return style.save(fig, out_dir, "bytes_by_class")
+
+
 _RUN_PLOTS: dict[str, Callable[[Sequence[Run], str | Path], list[Path]]] = {
     "accuracy_vs_round": plot_accuracy_vs_round,
     "accuracy_vs_mb": plot_accuracy_vs_mb,
     "compression_ratio": plot_compression_ratio,
     "sparsity_sweep": plot_sparsity_sweep,
+    "bytes_by_class": plot_bytes_by_class,
 }
 _CODEC_PLOTS: dict[str, Callable[..., list[Path]]] = {
     "codec_throughput": plot_codec_throughput,
@@ -403,6 +487,7 @@ _RUN_DATA: dict[str, Callable[[Sequence[Run]], pd.DataFrame]] = {
     "accuracy_vs_mb": lambda runs: accuracy_curve_data(runs, "cum_mb"),
     "compression_ratio": compression_ratio_data,
     "sparsity_sweep": sparsity_sweep_data,
+    "bytes_by_class": bytes_by_class_data,
 }
 _CODEC_DATA: dict[str, Callable[[str | Path], pd.DataFrame]] = {
     "codec_throughput": codec_throughput_data,

@@ -411,3 +411,18 @@ def test_checkpoint_with_pickled_code_is_refused(synthetic_data, tmp_path):
     with pytest.raises(CheckpointMismatch, match="could run code"):
         run.load_checkpoint()
     assert not os.path.exists(marker)
+
+
+def test_per_round_class_bytes_add_up(synthetic_data, tmp_path):
+    from fedbench.fl.ledger import CLASSES
+
+    cfg = small_config(method={"name": "adf"}, setting={"direction": "bi"}, train={"rounds": 2})
+    s = run_fl(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
+    rows = _rows(tmp_path)
+    for row in rows:
+        for d in ("up", "down"):
+            assert sum(int(row[f"bytes_{d}_{c}"]) for c in CLASSES) == int(row[f"bytes_{d}"])
+    for d in ("up", "down"):
+        for c in CLASSES:
+            assert sum(int(r[f"bytes_{d}_{c}"]) for r in rows) == s["bytes_by_class"][d][c]
+    assert int(rows[1]["bytes_down_weight"]) > 0 and int(rows[0]["bytes_down_weight"]) == 0

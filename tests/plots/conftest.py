@@ -60,6 +60,13 @@ def write_run(
         "rounds": rounds,
         "rounds_to_target": None,
         "majority_acc": majority_acc,
+        # the ledger's split: weights take most, the rest spread over the other classes
+        "bytes_by_class": {
+            d: {"weight": int(bytes_round * rounds * 0.3) + seed, "bn_affine": 1000 * (seed + 1),
+                "bn_stats": 2000, "bias": 10, "adf": 500 if method == "adf" else 0,
+                "other": 0, "overhead": 300}
+            for d in ("up", "down")
+        },
         "wall_s": 1.0,
         "seed": seed,
         "config": {

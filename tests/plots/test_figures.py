@@ -77,7 +77,8 @@ def test_all_figures_written(runs_root: Path, codec_csv: Path, tmp_path: Path) -
     for ds in ("cifar10", "pneumoniamnist"):
         assert f"accuracy_vs_round_{ds}" in stems
         assert f"accuracy_vs_mb_{ds}" in stems
-    for name in ("compression_ratio", "sparsity_sweep", "codec_throughput", "codec_entropy"):
+    for name in ("compression_ratio", "sparsity_sweep", "codec_throughput", "codec_entropy",
+                 "bytes_by_class"):
         assert name in stems
     assert {p.suffix for p in written} == {".pdf", ".png"}
     assert len(written) == 2 * len(stems)
@@ -341,3 +342,23 @@ def test_codec_description_names_every_bench_codec() -> None:
         assert codec_description(name), name
     assert codec_description("zlib-9/int32") == "zlib level 9, levels as int32"
     assert codec_description("nnc-1t") == "ours, DeepCABAC NNC mode, 1 thread"
+
+
+def test_bytes_by_class_is_the_summaries_mean_split(runs_root: Path, tmp_path: Path) -> None:
+    import json
+
+    from fedbench.plots.figures import figure_data
+
+    frame = figure_data("bytes_by_class", [runs_root])
+    keys = ["dataset", "setting", "label", "direction"]
+    assert np.allclose(frame.groupby(keys)["share"].sum(), 1.0)
+    want: dict = {}
+    for path in runs_root.rglob("summary.json"):
+        s = json.loads(path.read_text())
+        ds, _model, setting, method = path.parts[-7:-3]
+        want.setdefault((ds, setting, method), []).append(s["bytes_by_class"]["up"]["bn_affine"])
+    for (ds, setting, method), vals in want.items():
+        row = frame[(frame["dataset"] == ds) & (frame["setting"] == setting)
+                    & (frame["label"].str.startswith(method)) & (frame["direction"] == "up")
+                    & (frame["cls"] == "bn_affine")]
+        assert row["bytes"].iloc[0] == pytest.approx(np.mean(vals)), (ds, setting, method)
