@@ -136,11 +136,15 @@ def write_table(run_paths: Sequence[str | Path], out_csv: str | Path, out_md: st
         "",
         "## Per cell, mean +- sd over seeds",
         "",
-        "best acc = test accuracy at the round with the best validation accuracy. Cells with "
-        "one seed cannot rank methods; with three, differences within the sd are noise.",
+        (
+            "best acc = test accuracy at the round with the best validation accuracy. Cells "
+            "with one seed cannot rank methods; with three, differences within the sd are noise."
+        ),
         "",
-        "| data set | model | setting | method | variant | seeds | final acc | best acc "
-        "| total MB | ratio |",
+        (
+            "| data set | model | setting | method | variant | seeds | final acc | best acc "
+            "| total MB | ratio |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in agg.iterrows():
