@@ -21,8 +21,10 @@ RUN_LABELS = ("dataset", "model", "setting", "method", "variant", "seed")
 # What each label may look like: one folder name; the seed a non-negative integer. The
 # workflow's wildcard constraints are these, so a wildcard can never span two folders.
 LABEL_PATTERNS = {label: r"[^/]+" for label in RUN_LABELS} | {"seed": r"\d+"}
-# The run folder below the results folder, as a Snakemake wildcard pattern.
-RUN_DIR_PATTERN = "runs/{dataset}/{model}/{setting}/{method}/{variant}/seed{seed}"
+# The cell's part of the path, as a Snakemake wildcard pattern (also names the job's log file).
+CELL_PATTERN = "{dataset}/{model}/{setting}/{method}/{variant}/seed{seed}"
+# The run folder below the results folder.
+RUN_DIR_PATTERN = f"runs/{CELL_PATTERN}"
 
 # Files `fedbench fl --out DIR` writes into a run folder.
 METRICS = "metrics.csv"  # one row per round
@@ -32,10 +34,10 @@ RUN_LOG = "run.log"
 # The files the figures and tables read, and so the ones the workflow declares as outputs.
 RUN_FILES = (METRICS, SUMMARY)
 
-# The pattern as a regular expression, below its first folder ("runs"): parse_run_dir checks a
-# path's tail against it.
-_TAIL = RUN_DIR_PATTERN.split("/", 1)[1]
-_TAIL_RE = re.compile(re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m[1]}>{LABEL_PATTERNS[m[1]]})", _TAIL))
+# The cell pattern as a regular expression: parse_run_dir checks a path's tail against it.
+_CELL_RE = re.compile(
+    re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m[1]}>{LABEL_PATTERNS[m[1]]})", CELL_PATTERN)
+)
 _NAME = re.compile(LABEL_PATTERNS["dataset"])
 
 
@@ -88,9 +90,9 @@ def parse_run_dir(path: str | os.PathLike) -> dict[str, str | int]:
     keeps its labels. Raises LayoutError for a path that does not end in the layout.
     """
     tail = PurePath(path).parts[-len(RUN_LABELS) :]
-    match = _TAIL_RE.fullmatch("/".join(tail))
+    match = _CELL_RE.fullmatch("/".join(tail))
     if len(tail) < len(RUN_LABELS) or match is None or ".." in tail:
-        raise LayoutError(f"run folder {os.fspath(path)!r} does not end in {_TAIL}")
+        raise LayoutError(f"run folder {os.fspath(path)!r} does not end in {CELL_PATTERN}")
     labels: dict[str, str | int] = dict(match.groupdict())
     labels["seed"] = int(labels["seed"])
     return labels
