@@ -12,12 +12,13 @@ from wfhelpers import REPO, figure_stems, run_snakemake
 
 # A 1x1 PNG: the report embeds the files, so they must exist (their content does not matter).
 PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"
+    "AAAABJRU5ErkJggg=="
 )
 
 
 def _report_json(html: str, var: str) -> dict:
-    """A JavaScript `var NAME = {...};` object of the report page (the page's data, not its code)."""
+    """A JavaScript `var NAME = {...};` data object of the report page."""
     start = html.index(f"var {var} = {{") + len(f"var {var} = ")
     return json.JSONDecoder().raw_decode(html, start)[0]
 
