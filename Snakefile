@@ -47,9 +47,9 @@ localrules:
 # must never make the DAG skip the FL runs they are drawn from (their mtimes then force the
 # figures to be redrawn from this checkout's runs).
 rule all:
+    default_target: True
     input:
         RUN_INPUTS,
         figure_targets(),
         table_targets(),
         codec_targets(),
-    default_target: True

@@ -1,8 +1,8 @@
 # Shared helpers: paths, and the expansion of config `fl.grid` into one cell per FL run.
 #
 # A cell is (dataset, model, setting, method, variant, seed); its run folder is
-#   {results}/runs/{dataset}/{model}/{setting}/{method}/{variant}/seed{seed}/
-# and its `fedbench fl` call is  --config <preset> --set k=v ... , the sets layered as
+# fedbench.layout.run_dir (the layout the plots read back, defined there only), and its
+# `fedbench fl` call is  --config <preset> --set k=v ... , the sets layered as
 #   fl.set < datasets.D.set < models.M.set < settings.S.set < methods.X.set < grid block set
 #   < sweep values < the workflow's own keys (names, seed, threads, data root/mirror/image
 #   size).
@@ -16,6 +16,9 @@ from pathlib import Path
 import yaml
 from snakemake.exceptions import WorkflowError
 
+# The checkout's own fedbench: Snakemake puts the Snakefile's folder first on sys.path.
+from fedbench import layout
+
 REPO = Path(workflow.basedir)
 RESULTS = config["results"].rstrip("/")
 FIGURES = config["figures"].rstrip("/")
@@ -24,10 +27,10 @@ MIRROR = config.get("mirror")
 PRESETS = REPO / "fedbench" / "fl" / "presets"
 # Method names `fedbench fl` knows: the schema's list (config/schema.yaml, methods.*.name).
 with open(SCHEMA) as _fh:
-    METHOD_NAMES = yaml.safe_load(_fh)["properties"]["methods"]["additionalProperties"]["anyOf"][
-        1
-    ]["properties"]["name"]["enum"]
-RUN_FILES = ("metrics.csv", "summary.json")
+    METHOD_NAMES = yaml.safe_load(_fh)["properties"]["methods"]["additionalProperties"]["anyOf"][1][
+        "properties"
+    ]["name"]["enum"]
+RUN_FILES = layout.RUN_FILES
 
 
 def _entry(axis: str, label: str) -> dict:
@@ -163,11 +166,11 @@ PREPARED = {c["prepared"]: (c["data_name"], c["image_size"]) for c in CELLS.valu
 
 def run_dir(key: tuple) -> str:
     """The run folder of a cell key."""
-    ds, mo, st, me, variant, seed = key
-    return f"{RESULTS}/runs/{ds}/{mo}/{st}/{me}/{variant}/seed{seed}"
+    return layout.run_dir(RESULTS, key)
 
 
-RUN_DIRS = [run_dir(k) for k in sorted(CELLS, key=lambda k: tuple(map(str, k)))]
+RUN_KEYS = sorted(CELLS, key=lambda k: tuple(map(str, k)))
+RUN_DIRS = [run_dir(k) for k in RUN_KEYS]
 DATASETS_RUN = sorted({k[0] for k in CELLS})
 RUN_INPUTS = [f"{d}/{f}" for d in RUN_DIRS for f in RUN_FILES]
 
@@ -250,24 +253,4 @@ def codec_targets() -> list[str]:
 
 def _runs_of(dataset: str) -> list[str]:
     """Run folders of one data set."""
-    return [d for d in RUN_DIRS if d.split("/")[-6] == dataset]
-
-
-def _pdf_png(stem: str) -> list[str]:
-    return [f"{FIGURES}/{stem}.pdf", f"{FIGURES}/{stem}.png"]
-
-
-def figure_targets() -> list[str]:
-    """Every figure the config's runs and codec benchmark give."""
-    out = []
-    for ds in DATASETS_RUN:
-        out += _pdf_png(f"accuracy_vs_round_{ds}") + _pdf_png(f"accuracy_vs_mb_{ds}")
-    out += _pdf_png("compression_ratio") + _pdf_png("sparsity_sweep")
-    if BENCH is not None:
-        out += _pdf_png("codec_throughput") + _pdf_png("codec_entropy")
-    return out
-
-
-def table_targets() -> list[str]:
-    """The results table in CSV and Markdown."""
-    return [f"{FIGURES}/results_table.csv", f"{FIGURES}/results_table.md"]
+    return [run_dir(k) for k in RUN_KEYS if k[0] == dataset]

@@ -1,13 +1,9 @@
 # Federated learning: one job per cell (data set, model, setting, method, variant, seed).
 
 
+# One folder name per label, the seed a number: fedbench.layout.LABEL_PATTERNS.
 wildcard_constraints:
-    dataset=r"[^/]+",
-    model=r"[^/]+",
-    setting=r"[^/]+",
-    method=r"[^/]+",
-    variant=r"[^/]+",
-    seed=r"\d+",
+    **layout.LABEL_PATTERNS,
 
 
 rule fl_run:
@@ -15,19 +11,19 @@ rule fl_run:
         data=lambda w: f"{DATA_ROOT}/prepared/{cell_of(w)['prepared']}.npz",
         preset=lambda w: cell_of(w)["preset"],
     output:
-        metrics=f"{RESULTS}/runs/{{dataset}}/{{model}}/{{setting}}/{{method}}/{{variant}}/seed{{seed}}/metrics.csv",
-        summary=f"{RESULTS}/runs/{{dataset}}/{{model}}/{{setting}}/{{method}}/{{variant}}/seed{{seed}}/summary.json",
-    params:
-        out=lambda w, output: os.path.dirname(output.summary),
-        sets=set_args,
-        fresh="" if config["fl"].get("resume", False) else "--fresh",
+        metrics=f"{RESULTS}/{layout.RUN_DIR_PATTERN}/{layout.METRICS}",
+        summary=f"{RESULTS}/{layout.RUN_DIR_PATTERN}/{layout.SUMMARY}",
     log:
-        f"{RESULTS}/logs/fl/{{dataset}}/{{model}}/{{setting}}/{{method}}/{{variant}}/seed{{seed}}.log",
+        f"{RESULTS}/logs/fl/{layout.CELL_PATTERN}.log",
     threads: lambda w: cell_of(w)["set"]["threads"]
     resources:
         gpu=cell_resource("gpu", 0),
         mem_mb=cell_resource("mem_mb", 4000),
         runtime=cell_resource("runtime", 60),
+    params:
+        out=lambda w, output: os.path.dirname(output.summary),
+        sets=set_args,
+        fresh="" if config["fl"].get("resume", False) else "--fresh",
     shell:
         # --fresh unless fl.resume: a rerun usually means the config changed, and fedbench fl
         # refuses a checkpoint of another config. Thread variables keep torch/numba to the

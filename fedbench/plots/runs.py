@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,13 +10,13 @@ from typing import Any
 
 import pandas as pd
 
+from fedbench.layout import METRICS, RUN_LABELS, SUMMARY, LayoutError, parse_run_dir
+
 # Columns every metrics.csv must carry; the figures need no others.
 METRICS_REQUIRED = ("round", "test_acc", "bytes_total_cum", "fp32_bytes_cum")
 # Keys every summary.json must carry.
 SUMMARY_REQUIRED = ("final_acc", "total_bytes", "compression_ratio")
-# A run folder written by the workflow: runs/<dataset>/<model>/<setting>/<method>/<variant>/seed<N>
-_SEED_DIR = re.compile(r"^seed(\d+)$")
-LABELS = ("dataset", "model", "setting", "method", "variant", "seed")
+LABELS = RUN_LABELS
 
 
 class PlotInputError(ValueError):
@@ -46,18 +45,10 @@ def _dig(mapping: Mapping[str, Any] | None, dotted: str) -> Any:
 
 def run_labels(path: Path, summary: Mapping[str, Any]) -> dict[str, Any]:
     """Labels of a run: from the workflow's folder layout when it matches, else from its config."""
-    parts = path.parts
-    if len(parts) >= 6 and _SEED_DIR.match(parts[-1]):
-        dataset, model, setting, method, variant = parts[-6:-1]
-        seed = int(_SEED_DIR.match(parts[-1]).group(1))  # type: ignore[union-attr]
-        return {
-            "dataset": dataset,
-            "model": model,
-            "setting": setting,
-            "method": method,
-            "variant": variant,
-            "seed": seed,
-        }
+    try:
+        return parse_run_dir(path)
+    except LayoutError:
+        pass
     # A run made by hand (`fedbench fl --out somewhere`): its resolved config names it.
     config = summary.get("config") or {}
     setting = _dig(config, "setting.direction") or "uni"
@@ -76,7 +67,7 @@ def run_labels(path: Path, summary: Mapping[str, Any]) -> dict[str, Any]:
 def load_run(path: str | Path) -> Run:
     """Read one run folder; raise PlotInputError naming the file when something is missing."""
     path = Path(path)
-    summary_file, metrics_file = path / "summary.json", path / "metrics.csv"
+    summary_file, metrics_file = path / SUMMARY, path / METRICS
     for f in (summary_file, metrics_file):
         if not f.is_file():
             raise PlotInputError(
@@ -105,10 +96,10 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if not p.exists():
             raise PlotInputError(f"runs path {p} does not exist")
-        if (p / "summary.json").is_file():
+        if (p / SUMMARY).is_file():
             found.append(p)
         elif p.is_dir():
-            found.extend(sorted(s.parent for s in p.rglob("summary.json")))
+            found.extend(sorted(s.parent for s in p.rglob(SUMMARY)))
         else:
             raise PlotInputError(f"runs path {p} is neither a run folder nor a folder of runs")
     # Keep order, drop duplicates (a root and one of its runs both given).

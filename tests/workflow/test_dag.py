@@ -3,14 +3,16 @@ with a message that names the key, the profiles hold what the executors need."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
-from wfhelpers import REPO, dry_run_jobs, expected_cells, run_snakemake
+from wfhelpers import REPO, dry_run_jobs, expected_cells, figure_stems, run_snakemake
 
 CONFIGS = ("config.yaml", "smoke.yaml", "paper.yaml")
+
 
 
 def _dry_run(config: str, tmp_path: Path, extra: list[str] | None = None):
@@ -38,15 +40,15 @@ def test_dry_run_lists_every_cell(config: str, tmp_path: Path) -> None:
     # Every (data set, model, setting, method, seed) of the grid is a job, and nothing else.
     got = {(j["dataset"], j["model"], j["setting"], j["method"], int(j["seed"])) for j in fl}
     assert got == {(c[0], c[1], c[2], c[3], c[5]) for c in want}
-    for rule in ("data_download", "data_prepare", "figure_compression_ratio",
-                 "figure_sparsity_sweep", "results_table", "all"):
+    for rule in ("data_download", "data_prepare", "results_table", "all"):
         assert counts[rule] >= 1, rule
-    datasets = {c[0] for c in want}
-    assert counts["figure_accuracy_vs_round"] == len(datasets)
-    assert counts["figure_accuracy_vs_mb"] == len(datasets)
     cfg = yaml.safe_load((REPO / "config" / config).read_text())
-    if cfg.get("codec", {}).get("bench") is not None:
-        assert counts["codec_bench"] == 1 and counts["figure_codec_throughput"] == 1
+    bench = cfg.get("codec", {}).get("bench") is not None
+    # One `figure` job per figure file stem, and exactly the stems of the config's figures.
+    stems = Counter(j["stem"] for j in jobs if j["rule"] == "figure")
+    assert stems == Counter(figure_stems({c[0] for c in want}, bench)), stems
+    if bench:
+        assert counts["codec_bench"] == 1
     assert counts["codec_pytest_benchmark"] == (cfg["codec"].get("pytest_benchmark") is not None)
 
 
@@ -74,7 +76,64 @@ def test_committed_figures_do_not_shadow_the_runs(tmp_path: Path) -> None:
           for j in jobs if j["rule"] == "fl_run"}
     assert fl == want
     rules = Counter(j["rule"] for j in jobs)
-    assert rules["results_table"] == 1 and rules["figure_compression_ratio"] == 1
+    stems = {j["stem"] for j in jobs if j["rule"] == "figure"}
+    assert rules["results_table"] == 1 and stems == set(figure_stems({c[0] for c in want}, True))
+
+
+def test_figure_jobs_run_the_figure_commands(tmp_path: Path) -> None:
+    """Each figure job draws its own figure from its own inputs, into {figures}/{stem}.*"""
+    result = run_snakemake(
+        ["-n", "-p", "--configfile", str(REPO / "config" / "smoke.yaml")], tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    cmds = {}
+    for block in result.stdout.split("\nrule figure:")[1:]:
+        lines = [ln.strip() for ln in block.split("\n\n")[0].splitlines()]
+        stem = next(ln for ln in lines if ln.startswith("wildcards:")).split("stem=")[1]
+        cmds[stem] = (
+            next(ln for ln in lines if ln.startswith("output:")),
+            next(ln for ln in lines if ln.startswith("input:")),
+            next(ln for ln in lines if "fedbench plots figures" in ln).removeprefix(
+                "Shell command: "
+            ),
+        )
+    assert set(cmds) == set(figure_stems({"pneumoniamnist"}, True))
+    out, logs = "results/smoke/figures", "results/smoke/logs/figures"
+    for stem, (output, inputs, cmd) in cmds.items():
+        name = stem.removesuffix("_pneumoniamnist")
+        assert output == f"output: {out}/{stem}.pdf, {out}/{stem}.png"
+        assert cmd.endswith(f" --out {out} --only {name} > {logs}/{stem}.log 2>&1"), cmd
+        if name.startswith("codec_"):
+            codec = "results/smoke/codec/codec_bench.csv"
+            assert cmd.startswith(f"fedbench plots figures --codec {codec} ")
+            assert inputs.endswith("codec_bench.csv, results/smoke/codec/codec_bench.json")
+        else:  # every run of smoke.yaml's one data set, two files each
+            runs = cmd.split("--runs ")[1].split(" --out")[0].split()
+            assert len(runs) == len(expected_cells(REPO / "config" / "smoke.yaml"))
+            assert inputs.count("/metrics.csv") == inputs.count("/summary.json") == len(runs)
+
+
+def test_figure_rule_claims_no_other_file(tmp_path: Path) -> None:
+    """The stem wildcard matches only the config's figures: anything else has no rule."""
+    smoke = str(REPO / "config" / "smoke.yaml")
+    out = "results/smoke/figures"
+    ok = run_snakemake(["-n", f"{out}/compression_ratio.pdf", "--configfile", smoke], tmp_path)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    for target in (f"{out}/accuracy_vs_round_cifar10.pdf", f"{out}/notes.pdf",
+                   f"{out}/sub/compression_ratio.png"):
+        # the target before --configfile, which takes every word after it
+        result = run_snakemake(["-n", target, "--configfile", smoke], tmp_path)
+        assert result.returncode != 0, target
+        assert "MissingRuleException" in result.stdout + result.stderr
+
+
+def test_figure_table_covers_every_figure() -> None:
+    """The workflow draws every figure `fedbench plots figures --only` knows, no more."""
+    from fedbench.plots.figures import ALL_FIGURES
+
+    text = (REPO / "workflows" / "figures.smk").read_text()
+    table = text.split("FIGURE_TABLE = {")[1].split("\n}")[0]
+    assert sorted(re.findall(r'^    "(\w+)": Figure\(', table, re.MULTILINE)) == sorted(ALL_FIGURES)
 
 
 def test_thread_count_reaches_the_run_config(tmp_path: Path) -> None:

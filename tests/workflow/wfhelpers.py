@@ -73,6 +73,14 @@ def expected_cells(config_file: Path) -> set[tuple]:
     return cells
 
 
+def figure_stems(datasets: set[str], bench: bool) -> list[str]:
+    """File stems of the figures a config gives: per data set, over all runs, of the codec."""
+    stems = [f"{name}_{ds}" for ds in sorted(datasets)
+             for name in ("accuracy_vs_round", "accuracy_vs_mb")]
+    stems += ["compression_ratio", "sparsity_sweep"]
+    return stems + (["codec_throughput", "codec_entropy"] if bench else [])
+
+
 def dry_run_jobs(stdout: str) -> list[dict[str, str]]:
     """The jobs a `snakemake -n` printout lists: rule name and wildcards."""
     jobs, current = [], None
