@@ -24,6 +24,7 @@ FIGURE_TABLE = {
     "accuracy_vs_mb": Figure("dataset", "accuracy_vs_mb.rst", "Federated learning"),
     "compression_ratio": Figure("runs", "compression_ratio.rst", "Federated learning"),
     "sparsity_sweep": Figure("runs", "sparsity_sweep.rst", "Federated learning"),
+    "bytes_by_class": Figure("runs", "bytes_by_class.rst", "Federated learning"),
     "codec_throughput": Figure("codec", "codec_throughput.rst", "Codec"),
     "codec_entropy": Figure("codec", "codec_entropy.rst", "Codec"),
 }

@@ -50,7 +50,7 @@ def test_report_captions_and_categories(tmp_path: Path) -> None:
         f"{out}/accuracy_vs_mb_pneumoniamnist.png", f"{out}/accuracy_vs_round_pneumoniamnist.png"
     ]
     assert sorted(categories[fl]["all data sets"]) == [
-        f"{out}/compression_ratio.png", f"{out}/sparsity_sweep.png"
+        f"{out}/bytes_by_class.png", f"{out}/compression_ratio.png", f"{out}/sparsity_sweep.png"
     ]
     assert sorted(p for sub in categories["Codec"].values() for p in sub) == [
         f"{out}/codec_entropy.png", f"{out}/codec_throughput.png"

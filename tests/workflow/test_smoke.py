@@ -17,6 +17,7 @@ FIGURES = (
     "accuracy_vs_mb_pneumoniamnist",
     "compression_ratio",
     "sparsity_sweep",
+    "bytes_by_class",
     "codec_throughput",
     "codec_entropy",
 )

@@ -77,7 +77,7 @@ def figure_stems(datasets: set[str], bench: bool) -> list[str]:
     """File stems of the figures a config gives: per data set, over all runs, of the codec."""
     stems = [f"{name}_{ds}" for ds in sorted(datasets)
              for name in ("accuracy_vs_round", "accuracy_vs_mb")]
-    stems += ["compression_ratio", "sparsity_sweep"]
+    stems += ["compression_ratio", "sparsity_sweep", "bytes_by_class"]
     return stems + (["codec_throughput", "codec_entropy"] if bench else [])
 
 
