@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from fedbench.codec import cabac, container, quant, sparse
-from fedbench.codec.config import CodecConfig
+from fedbench.codec.config import CodecConfig, check_qp
 from fedbench.codec.container import (
     CODER_EMPTY,
     CODER_NNC,
@@ -141,7 +141,8 @@ def _quantize(
 
 
 def _prepare(
-    name: str, arr: np.ndarray, cfg: CodecConfig, importance: np.ndarray | None
+    name: str, arr: np.ndarray, cfg: CodecConfig, importance: np.ndarray | None,
+    qp_override: int | None = None,
 ) -> _Prepared:
     shape = tuple(int(d) for d in arr.shape)
     if arr.dtype.kind == "f":
@@ -156,6 +157,8 @@ def _prepare(
             )
         weight = arr.ndim >= 2
         qp = cfg.qp if weight else cfg.nonweight_qp
+        if qp_override is not None:
+            qp = qp_override
         dq = cfg.dq and weight
         levels, qp = _quantize(w32, qp, dq, weight, cfg, importance)
         entry = TensorEntry(
@@ -170,11 +173,6 @@ def _prepare(
     return _Prepared(entry, np.ascontiguousarray(levels, dtype=np.int32).reshape(shape))
 
 
-def _chan_zero_list(levels: np.ndarray) -> np.ndarray:
-    rows = levels.reshape(levels.shape[0], -1)
-    return (~rows.any(axis=1)).astype(np.int32)
-
-
 def _nnc_job(p: _Prepared, cfg: CodecConfig) -> list[bytes]:
     e = p.entry
     lv = p.levels if p.levels.ndim >= 1 else p.levels.reshape(1)
@@ -186,7 +184,7 @@ def _nnc_job(p: _Prepared, cfg: CodecConfig) -> list[bytes]:
     # DQ + row skip + blocked scan does not round-trip in NNCodec (conformance quirk Q01):
     # row skipping is dropped for that combination.
     e.row_skip = cfg.row_skip and lv.ndim >= 2 and not (e.dq_flag and e.scan_order > 0)
-    czl = _chan_zero_list(lv) if lv.ndim >= 2 else np.zeros(lv.shape[0], dtype=np.int32)
+    czl = cabac.default_chan_zero_list(lv)
     kwargs = {
         "cabac_unary_length": e.cabac_unary_length, "param_opt_flag": int(e.param_opt),
         "dq_flag": int(e.dq_flag), "scan_order": e.scan_order, "general_profile_idc": 1,
@@ -220,28 +218,60 @@ def _sparse_code(job: tuple[_Prepared, int, int]) -> tuple[int, bytes]:
     return sparse.choose_and_encode(p.levels.reshape(-1)[start:stop])
 
 
+def _tensor_qps(
+    qp: Mapping[str, int] | None, arrays: Mapping[str, np.ndarray], cfg: CodecConfig
+) -> dict[str, int]:
+    """Validate encode's per-tensor QPs: known float tensors, QPs CodecConfig would accept."""
+    if qp is None:
+        return {}
+    if not isinstance(qp, Mapping):
+        raise SettingsError(f"qp must be a mapping name -> QP, got {type(qp).__name__}")
+    unknown = set(qp) - set(arrays)
+    if unknown:
+        raise InvalidTensorError(f"qp given for unknown tensors {sorted(unknown)}")
+    out = {}
+    for name, value in qp.items():
+        if arrays[name].dtype.kind != "f":
+            raise SettingsError(
+                f"qp given for tensor {name!r} of dtype {arrays[name].dtype}, which is coded "
+                "losslessly"
+            )
+        out[name] = check_qp(f"qp[{name!r}]", value, cfg.qp_density)
+    return out
+
+
 def encode(
     tensors: Mapping[str, Any],
     config: CodecConfig | None = None,
     *,
     importance: Mapping[str, Any] | None = None,
+    qp: Mapping[str, int] | None = None,
 ) -> bytes:
-    """Encode a name -> tensor mapping (numpy arrays, CPU torch tensors, ...) into one stream."""
+    """Encode a name -> tensor mapping (numpy arrays, CPU torch tensors, ...) into one stream.
+
+    Per-tensor settings are keyword mappings keyed by tensor name: importance (weights of the
+    rate-aware quantizers' distortion) and qp (the QP of that float tensor, replacing the
+    config's choice by rank, qp for ndim >= 2 and nonweight_qp otherwise; a QP too fine for
+    the tensor's range is still coarsened). Each tensor's QP is stored in the stream, so
+    `decode` needs no settings.
+    """
     cfg = CodecConfig() if config is None else config
     if not isinstance(cfg, CodecConfig):
         raise SettingsError(f"config must be a CodecConfig, got {type(cfg).__name__}")
     if not isinstance(tensors, Mapping):
         raise InvalidTensorError(f"tensors must be a mapping name -> array, got {type(tensors)}")
     items = [(name, _as_array(name, value)) for name, value in tensors.items()]
+    names = {name for name, _ in items}
     imp = dict(importance or {})
-    unknown = set(imp) - {name for name, _ in items}
+    unknown = set(imp) - names
     if unknown:
         raise InvalidTensorError(f"importance given for unknown tensors {sorted(unknown)}")
+    qps = _tensor_qps(qp, dict(items), cfg)
     threads = _threads(cfg.num_threads)
     work = sum(arr.size for _, arr in items)
     prepared = _pmap(
-        lambda it: _prepare(it[0], it[1], cfg, imp.get(it[0])), items, threads, work,
-        [arr.size for _, arr in items],
+        lambda it: _prepare(it[0], it[1], cfg, imp.get(it[0]), qps.get(it[0])), items, threads,
+        work, [arr.size for _, arr in items],
     )
     if cfg.mode == "nnc":
         for p in prepared:
