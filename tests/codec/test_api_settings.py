@@ -7,8 +7,15 @@ import hashlib
 import numpy as np
 import pytest
 
-from fedbench.codec import CodecConfig, InvalidTensorError, SettingsError, decode, encode
-from fedbench.codec import container, step_size
+from fedbench.codec import (
+    CodecConfig,
+    InvalidTensorError,
+    SettingsError,
+    container,
+    decode,
+    encode,
+    step_size,
+)
 from fedbench.codec.api import DEFAULT_MAX_ELEMENTS
 
 
