@@ -26,6 +26,7 @@ from fedbench.codec.errors import (
     InvalidTensorError,
     SettingsError,
 )
+from fedbench.codec.limits import INT32_MAX, LEVEL_MIN, check_int32
 
 __all__ = ["DEFAULT_MAX_ELEMENTS", "decode", "encode"]
 
@@ -33,8 +34,6 @@ __all__ = ["DEFAULT_MAX_ELEMENTS", "decode", "encode"]
 # before allocating anything; pass max_elements to raise it for genuinely larger models.
 DEFAULT_MAX_ELEMENTS = 1 << 28
 
-_INT32_MIN = -(1 << 31)
-_INT32_MAX = (1 << 31) - 1
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -105,13 +104,7 @@ def _as_array(name: object, value: Any) -> np.ndarray:
 
 
 def _lossless_levels(name: str, arr: np.ndarray) -> np.ndarray:
-    if arr.size and arr.dtype.kind in "iu" and arr.dtype.itemsize >= 4:
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo < _INT32_MIN or hi > _INT32_MAX:
-            raise InvalidTensorError(
-                f"tensor {name!r}: integer values in [{lo}, {hi}] exceed the int32 range the "
-                "coder stores; cast or split the tensor"
-            )
+    check_int32(f"tensor {name!r}", arr)
     return np.ascontiguousarray(arr, dtype=np.int32)
 
 
@@ -128,7 +121,7 @@ def _quantize(
         except SettingsError:
             levels = None  # overflow: fall back below
         # The CABAC codes magnitudes up to 2^31 - 1 only: -2^31 also needs a coarser QP.
-        if levels is not None and (not levels.size or int(levels.min()) > _INT32_MIN):
+        if levels is not None and (not levels.size or int(levels.min()) >= LEVEL_MIN):
             return levels, qp
     if w32.size:
         # safe_qp's answer keeps every level within +-(2^31 - 2) for all three quantizers.
@@ -173,6 +166,14 @@ def _prepare(
     return _Prepared(entry, np.ascontiguousarray(levels, dtype=np.int32).reshape(shape))
 
 
+def _cabac_settings(e: TensorEntry) -> cabac.CabacSettings:
+    """The NNC coding settings the container entry records (profile 1, no parent node)."""
+    return cabac.CabacSettings(
+        cabac_unary_length=e.cabac_unary_length, param_opt_flag=int(e.param_opt),
+        dq_flag=int(e.dq_flag), scan_order=e.scan_order, rowSkipFlag=int(e.row_skip),
+    )
+
+
 def _nnc_job(p: _Prepared, cfg: CodecConfig) -> list[bytes]:
     e = p.entry
     lv = p.levels if p.levels.ndim >= 1 else p.levels.reshape(1)
@@ -185,17 +186,13 @@ def _nnc_job(p: _Prepared, cfg: CodecConfig) -> list[bytes]:
     # row skipping is dropped for that combination.
     e.row_skip = cfg.row_skip and lv.ndim >= 2 and not (e.dq_flag and e.scan_order > 0)
     czl = cabac.default_chan_zero_list(lv)
-    kwargs = {
-        "cabac_unary_length": e.cabac_unary_length, "param_opt_flag": int(e.param_opt),
-        "dq_flag": int(e.dq_flag), "scan_order": e.scan_order, "general_profile_idc": 1,
-        "parent_node_id_present_flag": 0, "rowSkipFlag": int(e.row_skip), "ChanZeroList": czl,
-    }
+    settings = _cabac_settings(e)
     if e.scan_order > 0:
         # Entry points let the decoder code block rows in parallel; getting them costs a decode.
-        payload, eps = cabac.encode_levels_with_entry_points(lv, **kwargs)
+        payload, eps = cabac.encode_levels_with_entry_points(lv, settings, ChanZeroList=czl)
         e.entry_points = [int(x) for x in eps]
     else:
-        payload = cabac.encode_levels(lv, **kwargs)
+        payload = cabac.encode_levels(lv, settings, ChanZeroList=czl)
     payload = bytes(payload)
     e.segments = [(0, len(payload))]
     return [payload]
@@ -298,15 +295,12 @@ def encode(
 def _decode_nnc(e: TensorEntry, data: bytes) -> np.ndarray:
     payload = data[e.offset : e.offset + e.payload_length]
     shape = e.shape if len(e.shape) >= 1 else (1,)
-    kwargs: dict[str, Any] = {
-        "cabac_unary_length": e.cabac_unary_length, "dq_flag": int(e.dq_flag),
-        "scan_order": e.scan_order, "general_profile_idc": 1, "parent_node_id_present_flag": 0,
-        "num_threads": 1,
-    }
-    if e.entry_points:
-        kwargs["entry_points"] = np.asarray(e.entry_points, dtype=np.uint64)
+    eps = np.asarray(e.entry_points, dtype=np.uint64) if e.entry_points else None
     try:
-        lv = cabac.decode_levels(payload, shape, **kwargs)
+        # settings inside the try: a damaged header's values must surface as CorruptStreamError
+        lv = cabac.decode_levels(
+            payload, shape, _cabac_settings(e), entry_points=eps, num_threads=1
+        )
     except CodecError as exc:
         raise CorruptStreamError(f"tensor {e.name!r}: {exc}") from exc
     except Exception as exc:  # a damaged payload must not surface as IndexError & co.
@@ -324,7 +318,7 @@ def _decode_segment(job: tuple[TensorEntry, np.ndarray, bytes, int, int, int]) -
 
 _INT_RANGES = {
     "bool": (0, 1), "int8": (-128, 127), "int16": (-32768, 32767), "uint8": (0, 255),
-    "uint16": (0, 65535), "uint32": (0, _INT32_MAX), "uint64": (0, _INT32_MAX),
+    "uint16": (0, 65535), "uint32": (0, INT32_MAX), "uint64": (0, INT32_MAX),
 }
 
 
