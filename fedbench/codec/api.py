@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import numpy as np
@@ -168,9 +169,16 @@ def _prepare(
 
 def _cabac_settings(e: TensorEntry) -> cabac.CabacSettings:
     """The NNC coding settings the container entry records (profile 1, no parent node)."""
+    return _settings_of(
+        e.cabac_unary_length, int(e.param_opt), int(e.dq_flag), e.scan_order, int(e.row_skip)
+    )
+
+
+# Cached: a model's tensors share a handful of settings, and validating costs ~6 us a tensor.
+@lru_cache(maxsize=256)
+def _settings_of(unary: int, popt: int, dq: int, scan: int, rs: int) -> cabac.CabacSettings:
     return cabac.CabacSettings(
-        cabac_unary_length=e.cabac_unary_length, param_opt_flag=int(e.param_opt),
-        dq_flag=int(e.dq_flag), scan_order=e.scan_order, rowSkipFlag=int(e.row_skip),
+        cabac_unary_length=unary, param_opt_flag=popt, dq_flag=dq, scan_order=scan, rowSkipFlag=rs
     )
 
 
