@@ -22,9 +22,9 @@ _HERE = Path(__file__).resolve().parent
 DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "_kernels": ("_kernels", "engine", "tables"),
     "engine": ("engine", "tables"),
-    "quant": ("quant", "tables"),
+    "quant": ("quant", "tables", "limits"),
     "tables": ("tables",),
-    "sparse": ("sparse",),
+    "sparse": ("sparse", "limits"),
 }
 
 

@@ -1,9 +1,9 @@
 """numba kernels of the NNC level syntax (encoder, param_opt pseudo-pass, decoder).
 
 Settings travel in an int64 parameter vector ``prm`` (indices P_*) so that one compiled
-kernel serves every combination. Layout of the contexts for n gt flags (ctx_layout in
-tables.py): sig 0..23, TCA sig 24..39, HDSP sig 40..47, sign 48..52, gtx 53..53+4n-1,
-EG prefix 53+4n.., estimator flag 53+4n+34, row skip 53+4n+36.
+kernel serves every combination. Context indices come from tables.py (CTX_* and ctx_*(n),
+summed up by ctx_layout): sig 0..23, TCA sig 24..39, HDSP sig 40..47, sign 48..52, gtx
+53..53+4n-1, EG prefix 53+4n.., estimator flag 53+4n+34, row skip 53+4n+36.
 """
 
 from __future__ import annotations
@@ -31,11 +31,22 @@ from fedbench.codec.engine import (
     enc_write_out,
 )
 from fedbench.codec.tables import (
+    CTX_GTX,
+    CTX_SIG,
+    CTX_SIG_HDSP,
+    CTX_SIG_TCA,
+    CTX_SIGN,
+    CTX_SIGN_TCA,
     CURVE_TAB_S4,
     DQ_STATE_TRANS,
     IDX_TO_ECO_SET,
     RPS_TABLE,
     SCALED_EST_BITS,
+    ctx_count,
+    ctx_eg_prefix,
+    ctx_estimator_flag,
+    ctx_gtx_tca,
+    ctx_row_skip,
 )
 
 # Parameter vector indices.
@@ -55,7 +66,8 @@ P_PARAMOPT = 12  # param_opt_flag
 P_BW = 13  # block width (width for raster)
 P_BH = 14  # block height (rows for raster)
 P_NBR = 15  # number of block rows (1 for raster)
-P_LEN = 16
+P_GENERAL = 16  # 1: never the lean kernels (tests check that both give the same)
+P_LEN = 17
 
 # Error codes of the decoder kernels.
 E_OK = 0
@@ -139,15 +151,15 @@ def _ctx_ids(st, nbv, bv, hd):
     """(sig, sign) contexts from DQ state, neighbour value, TCA base value and HDSP activity."""
     cls = np.int64(nbv != 0) + np.int64(nbv > 0)  # 0 zero, 1 negative, 2 positive
     if hd:
-        sigc = 40 + st
+        sigc = CTX_SIG_HDSP + st
     elif bv != 0:
-        sigc = 24 + 2 * st + (1 if abs(bv) > 1 else 0)
+        sigc = CTX_SIG_TCA + 2 * st + (1 if abs(bv) > 1 else 0)
     else:
-        sigc = 3 * st + cls
+        sigc = CTX_SIG + 3 * st + cls
     if bv != 0:
-        signc = 51 + (0 if bv < 0 else 1)
+        signc = CTX_SIGN_TCA + (0 if bv < 0 else 1)
     else:
-        signc = 48 + cls
+        signc = CTX_SIGN + cls
     return sigc, signc
 
 
@@ -155,8 +167,8 @@ def _ctx_ids(st, nbv, bv, hd):
 def _gtx_ctx(i, neg, tb, n):
     """Context of gt flag i (neg: value <= 0; tb: |base| or 0 without TCA base)."""
     if tb > 0:
-        return 53 + 2 * n + 2 * i + (0 if tb >= i else 1)
-    return 53 + 2 * i + (1 if neg else 0)
+        return ctx_gtx_tca(n) + 2 * i + (0 if tb >= i else 1)
+    return CTX_GTX + 2 * i + (1 if neg else 0)
 
 
 @njit(cache=True, nogil=True)
@@ -172,36 +184,36 @@ def _flag_list(prm, use_hdsp, ctx_out):
     cb = prm[P_CBSIZE]
     off = prm[P_CBOFF]
     k = 0
-    for i in range(24 if dq else 3):
+    for i in range(CTX_SIG, CTX_SIG_TCA if dq else CTX_SIG + 3):
         ctx_out[k] = i if cb != 1 else -(i + 1)
         k += 1
     if tca:
-        for i in range(24, 40 if dq else 26):
+        for i in range(CTX_SIG_TCA, CTX_SIG_HDSP if dq else CTX_SIG_TCA + 2):
             ctx_out[k] = i if cb != 1 else -(i + 1)
             k += 1
     if use_hdsp:
-        for i in range(40, 48 if dq else 41):
+        for i in range(CTX_SIG_HDSP, CTX_SIGN if dq else CTX_SIG_HDSP + 1):
             ctx_out[k] = i if cb != 1 else -(i + 1)
             k += 1
     sign_ok = not (cb > 0 and (off == 0 or off == cb - 1)) and cb != 1
     for a in range(5 if tca else 3):
-        i = 48 + a
+        i = CTX_SIGN + a
         ctx_out[k] = i if sign_ok else -(i + 1)
         k += 1
     maxabs = max(off, cb - 1 - off) if cb > 0 else -1
     for a in range(2 * n):
-        i = 53 + a
+        i = CTX_GTX + a
         ctx_out[k] = i if (maxabs == -1 or a < maxabs * 2) else -(i + 1)
         k += 1
     if tca:
         for a in range(2 * n, 4 * n):
-            i = 53 + a
+            i = CTX_GTX + a
             ok = maxabs == -1 or a < (maxabs - 1) * 2 + 2 * n
             ctx_out[k] = i if ok else -(i + 1)
             k += 1
     lvl = n - 1
     for a in range(31):
-        i = 53 + 4 * n + a
+        i = ctx_eg_prefix(n) + a
         lvl += 1 << a
         ctx_out[k] = i if (maxabs == -1 or lvl < maxabs) else -(i + 1)
         k += 1
@@ -249,7 +261,7 @@ def _pseudo_value(o0, o01, acc, v, sigc, signc, tb, n):
         cnt += 1
     if gr:
         rem -= 1
-        c = 53 + 4 * n
+        c = ctx_eg_prefix(n)
         if rem > 0:
             _pbin(o0, o01, acc, c, 1)
             base = 1
@@ -390,7 +402,7 @@ def _enc_value(low, rng, bl, nb, bb, pos, out, cx, v, sigc, signc, tb, n, maxabs
     if gr and (maxabs == -1 or maxabs > cnt + 1):
         rem -= 1
         rmax = -1 if maxabs == -1 else maxabs - (cnt + 1)
-        c = 53 + 4 * n
+        c = ctx_eg_prefix(n)
         if rem > 0:
             low, rng, bl, nb, bb, pos = enc_bin(low, rng, bl, nb, bb, pos, out, cx, c, 1)
             base = np.int64(1)
@@ -414,9 +426,9 @@ def _enc_value_simple(low, rng, bl, nb, bb, pos, out, cx, v, sigc, cls, n):
     """_enc_value for a non-zero v without TCA/HDSP/codebook limits (the common case)."""
     low, rng, bl, nb, bb, pos = enc_bin(low, rng, bl, nb, bb, pos, out, cx, sigc, 1)
     neg = np.int64(v < 0)
-    low, rng, bl, nb, bb, pos = enc_bin(low, rng, bl, nb, bb, pos, out, cx, 48 + cls, neg)
+    low, rng, bl, nb, bb, pos = enc_bin(low, rng, bl, nb, bb, pos, out, cx, CTX_SIGN + cls, neg)
     a = abs(np.int64(v)) - 1
-    g0 = 53 + neg
+    g0 = CTX_GTX + neg
     i = 0
     while True:
         g = np.int64(a > i)
@@ -428,7 +440,7 @@ def _enc_value_simple(low, rng, bl, nb, bb, pos, out, cx, v, sigc, cls, n):
             break
     # Exp-Golomb order 0 of r = |v| - n - 1: context-coded unary prefix, bypass suffix
     r = a - n
-    c = 53 + 4 * n
+    c = ctx_eg_prefix(n)
     base = np.int64(0)
     k = 0
     while r >= base + (np.int64(1) << k):
@@ -445,8 +457,8 @@ def _enc_value_simple(low, rng, bl, nb, bb, pos, out, cx, v, sigc, cls, n):
 @njit(cache=True, nogil=True, inline="always")
 def _dec_value_simple(val, rng, bn, pos, ovr, data, cx, cls, n):
     """_dec_value without TCA/HDSP/codebook limits, after a significance bin of 1."""
-    val, rng, bn, pos, ovr, sgn = dec_bin(val, rng, bn, pos, ovr, data, cx, 48 + cls)
-    g0 = 53 + sgn
+    val, rng, bn, pos, ovr, sgn = dec_bin(val, rng, bn, pos, ovr, data, cx, CTX_SIGN + cls)
+    g0 = CTX_GTX + sgn
     d = np.int64(1)
     i = 0
     while True:
@@ -456,7 +468,7 @@ def _dec_value_simple(val, rng, bn, pos, ovr, data, cx, cls, n):
         d += 1
         i += 1
         if i == n:
-            c = 53 + 4 * n
+            c = ctx_eg_prefix(n)
             rb = 0
             for j in range(31):
                 val, rng, bn, pos, ovr, g = dec_bin(val, rng, bn, pos, ovr, data, cx, c + j)
@@ -481,9 +493,9 @@ def encode_kernel(lv, base, hist, chan, skip_perm, prm, out, ep_tbo, ep_low, ep_
     DQ state in ep_*[br]: cabac.py turns them into the decoder's entry points.
     """
     n = prm[P_NGTX]
-    nctx = 53 + 4 * n + 32 + 5
-    flag_ctx = 53 + 4 * n + 32 + 2
-    row_ctx = 53 + 4 * n + 32 + 4
+    nctx = ctx_count(n)
+    flag_ctx = ctx_estimator_flag(n)
+    row_ctx = ctx_row_skip(n)
     cap = out.shape[0]
     cx = ctx_new(nctx)
     eco = np.zeros(nctx, dtype=np.int32)
@@ -544,7 +556,7 @@ def encode_kernel(lv, base, hist, chan, skip_perm, prm, out, ep_tbo, ep_low, ep_
     sign_coded = _sign_coded(prm)
     fast_ok = not (tca and prof1) and not hd_on and not cb1
     simple = fast_ok and maxp == -1 and maxn == -1 and sign_coded
-    if simple and not dq:
+    if simple and not dq and not prm[P_GENERAL]:
         coder = np.empty(6, dtype=np.int64)
         coder[0] = low
         coder[1] = rng
@@ -658,9 +670,9 @@ def encode_kernel(lv, base, hist, chan, skip_perm, prm, out, ep_tbo, ep_low, ep_
 def decode_header(data, prm, chan, eco, state):
     """Decode side info and estimator flags; fills chan/eco and state[0:5]; returns (rowskip, hdsp_flag)."""
     n = prm[P_NGTX]
-    nctx = 53 + 4 * n + 32 + 5
-    flag_ctx = 53 + 4 * n + 32 + 2
-    row_ctx = 53 + 4 * n + 32 + 4
+    nctx = ctx_count(n)
+    flag_ctx = ctx_estimator_flag(n)
+    row_ctx = ctx_row_skip(n)
     cx = ctx_new(nctx)
     for c in range(nctx):
         eco[c] = 0
@@ -726,7 +738,7 @@ def _dec_value(val, rng, bn, pos, ovr, data, cx, signc, tb, n, maxp, maxn, sign_
             j = -1
             while True:
                 j += 1
-                val, rng, bn, pos, ovr, g = dec_bin(val, rng, bn, pos, ovr, data, cx, 53 + 4 * n + j)
+                val, rng, bn, pos, ovr, g = dec_bin(val, rng, bn, pos, ovr, data, cx, ctx_eg_prefix(n) + j)
                 if g and (maxabs > d or maxabs == -1):
                     d += np.int64(1) << rb
                     rb += 1
@@ -776,7 +788,7 @@ def decode_rows(data, prm, rs, hdsp_flag, chan, eco, base, hist, skip_perm, out,
     limit = data.shape[0] + 16
     fast_ok = not (tca and prof1) and not hd_on and not cb1
     simple = fast_ok and maxp == -1 and maxn == -1 and sign_coded
-    if simple and not dq:
+    if simple and not dq and not prm[P_GENERAL]:
         return decode_rows_lean(data, prm, rs_on, chan, eco, out, state, br0, br1, use_ep,
                                 ep_off, ep_val, rec_off, rec_val, rec_dq)
     if prm[P_SCAN] == 0 and not rs_on:
@@ -1002,7 +1014,7 @@ def decode_rows_lean(data, prm, rs_on, chan, eco, out, state, br0, br1, use_ep, 
     err = E_OK
     limit = nd + 16
     maxpos = pos
-    eg0 = 53 + 4 * n
+    eg0 = ctx_eg_prefix(n)
     if prm[P_SCAN] == 0 and not rs_on:
         w = prm[P_NUM]
         rows = 1
@@ -1080,7 +1092,7 @@ def decode_rows_lean(data, prm, rs_on, chan, eco, out, state, br0, br1, use_ep, 
                         x += 1
                         continue
                     # sign
-                    c = 48 + cls
+                    c = CTX_SIGN + cls
                     s = cs[c]
                     val, rng, k, sgn = _lbin(val, rng, s)
                     bn += k
@@ -1090,7 +1102,7 @@ def decode_rows_lean(data, prm, rs_on, chan, eco, out, state, br0, br1, use_ep, 
                         bn -= 8
                     ca[c], cs[c] = _lupd(ca[c], s, csh0[c], csh1[c], sgn)
                     # greater-than flags
-                    c = 53 + sgn
+                    c = CTX_GTX + sgn
                     d = np.int64(1)
                     i = 0
                     while True:
@@ -1200,7 +1212,7 @@ def encode_levels_lean(lv, chan, rs, prm, out, eco, coder, ep_tbo, ep_low, ep_dq
     bb = coder[4]
     pos = coder[5]
     w, rows, bw, bh, nbr = _geometry(prm)
-    eg0 = 53 + 4 * n
+    eg0 = ctx_eg_prefix(n)
     if prm[P_SCAN] == 0 and not rs:
         w = prm[P_NUM]
         rows = 1
@@ -1258,7 +1270,7 @@ def encode_levels_lean(lv, chan, rs, prm, out, eco, coder, ep_tbo, ep_low, ep_dq
                         continue
                     # sign
                     neg = np.int64(v < 0)
-                    c = 48 + cls
+                    c = CTX_SIGN + cls
                     s = cs[c]
                     low, rng, k = _lenc(low, rng, s, neg)
                     bl -= k
@@ -1268,7 +1280,7 @@ def encode_levels_lean(lv, chan, rs, prm, out, eco, coder, ep_tbo, ep_low, ep_dq
                     cls = 1 if neg else 2
                     # greater-than flags
                     a = abs(v) - 1
-                    c = 53 + neg
+                    c = CTX_GTX + neg
                     i = 0
                     while True:
                         g = np.int64(a > i)

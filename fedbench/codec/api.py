@@ -6,12 +6,13 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import numpy as np
 
 from fedbench.codec import cabac, container, quant, sparse
-from fedbench.codec.config import CodecConfig
+from fedbench.codec.config import CodecConfig, check_qp
 from fedbench.codec.container import (
     CODER_EMPTY,
     CODER_NNC,
@@ -26,6 +27,7 @@ from fedbench.codec.errors import (
     InvalidTensorError,
     SettingsError,
 )
+from fedbench.codec.limits import INT32_MAX, LEVEL_MIN, check_int32
 
 __all__ = ["DEFAULT_MAX_ELEMENTS", "decode", "encode"]
 
@@ -33,8 +35,6 @@ __all__ = ["DEFAULT_MAX_ELEMENTS", "decode", "encode"]
 # before allocating anything; pass max_elements to raise it for genuinely larger models.
 DEFAULT_MAX_ELEMENTS = 1 << 28
 
-_INT32_MIN = -(1 << 31)
-_INT32_MAX = (1 << 31) - 1
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -105,13 +105,7 @@ def _as_array(name: object, value: Any) -> np.ndarray:
 
 
 def _lossless_levels(name: str, arr: np.ndarray) -> np.ndarray:
-    if arr.size and arr.dtype.kind in "iu" and arr.dtype.itemsize >= 4:
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo < _INT32_MIN or hi > _INT32_MAX:
-            raise InvalidTensorError(
-                f"tensor {name!r}: integer values in [{lo}, {hi}] exceed the int32 range the "
-                "coder stores; cast or split the tensor"
-            )
+    check_int32(f"tensor {name!r}", arr)
     return np.ascontiguousarray(arr, dtype=np.int32)
 
 
@@ -128,7 +122,7 @@ def _quantize(
         except SettingsError:
             levels = None  # overflow: fall back below
         # The CABAC codes magnitudes up to 2^31 - 1 only: -2^31 also needs a coarser QP.
-        if levels is not None and (not levels.size or int(levels.min()) > _INT32_MIN):
+        if levels is not None and (not levels.size or int(levels.min()) >= LEVEL_MIN):
             return levels, qp
     if w32.size:
         # safe_qp's answer keeps every level within +-(2^31 - 2) for all three quantizers.
@@ -141,7 +135,8 @@ def _quantize(
 
 
 def _prepare(
-    name: str, arr: np.ndarray, cfg: CodecConfig, importance: np.ndarray | None
+    name: str, arr: np.ndarray, cfg: CodecConfig, importance: np.ndarray | None,
+    qp_override: int | None = None,
 ) -> _Prepared:
     shape = tuple(int(d) for d in arr.shape)
     if arr.dtype.kind == "f":
@@ -156,6 +151,8 @@ def _prepare(
             )
         weight = arr.ndim >= 2
         qp = cfg.qp if weight else cfg.nonweight_qp
+        if qp_override is not None:
+            qp = qp_override
         dq = cfg.dq and weight
         levels, qp = _quantize(w32, qp, dq, weight, cfg, importance)
         entry = TensorEntry(
@@ -170,9 +167,19 @@ def _prepare(
     return _Prepared(entry, np.ascontiguousarray(levels, dtype=np.int32).reshape(shape))
 
 
-def _chan_zero_list(levels: np.ndarray) -> np.ndarray:
-    rows = levels.reshape(levels.shape[0], -1)
-    return (~rows.any(axis=1)).astype(np.int32)
+def _cabac_settings(e: TensorEntry) -> cabac.CabacSettings:
+    """The NNC coding settings the container entry records (profile 1, no parent node)."""
+    return _settings_of(
+        e.cabac_unary_length, int(e.param_opt), int(e.dq_flag), e.scan_order, int(e.row_skip)
+    )
+
+
+# Cached: a model's tensors share a handful of settings, and validating costs ~6 us a tensor.
+@lru_cache(maxsize=256)
+def _settings_of(unary: int, popt: int, dq: int, scan: int, rs: int) -> cabac.CabacSettings:
+    return cabac.CabacSettings(
+        cabac_unary_length=unary, param_opt_flag=popt, dq_flag=dq, scan_order=scan, rowSkipFlag=rs
+    )
 
 
 def _nnc_job(p: _Prepared, cfg: CodecConfig) -> list[bytes]:
@@ -186,18 +193,14 @@ def _nnc_job(p: _Prepared, cfg: CodecConfig) -> list[bytes]:
     # DQ + row skip + blocked scan does not round-trip in NNCodec (conformance quirk Q01):
     # row skipping is dropped for that combination.
     e.row_skip = cfg.row_skip and lv.ndim >= 2 and not (e.dq_flag and e.scan_order > 0)
-    czl = _chan_zero_list(lv) if lv.ndim >= 2 else np.zeros(lv.shape[0], dtype=np.int32)
-    kwargs = {
-        "cabac_unary_length": e.cabac_unary_length, "param_opt_flag": int(e.param_opt),
-        "dq_flag": int(e.dq_flag), "scan_order": e.scan_order, "general_profile_idc": 1,
-        "parent_node_id_present_flag": 0, "rowSkipFlag": int(e.row_skip), "ChanZeroList": czl,
-    }
+    czl = cabac.default_chan_zero_list(lv)
+    settings = _cabac_settings(e)
     if e.scan_order > 0:
         # Entry points let the decoder code block rows in parallel; getting them costs a decode.
-        payload, eps = cabac.encode_levels_with_entry_points(lv, **kwargs)
+        payload, eps = cabac.encode_levels_with_entry_points(lv, settings, ChanZeroList=czl)
         e.entry_points = [int(x) for x in eps]
     else:
-        payload = cabac.encode_levels(lv, **kwargs)
+        payload = cabac.encode_levels(lv, settings, ChanZeroList=czl)
     payload = bytes(payload)
     e.segments = [(0, len(payload))]
     return [payload]
@@ -220,28 +223,60 @@ def _sparse_code(job: tuple[_Prepared, int, int]) -> tuple[int, bytes]:
     return sparse.choose_and_encode(p.levels.reshape(-1)[start:stop])
 
 
+def _tensor_qps(
+    qp: Mapping[str, int] | None, arrays: Mapping[str, np.ndarray], cfg: CodecConfig
+) -> dict[str, int]:
+    """Validate encode's per-tensor QPs: known float tensors, QPs CodecConfig would accept."""
+    if qp is None:
+        return {}
+    if not isinstance(qp, Mapping):
+        raise SettingsError(f"qp must be a mapping name -> QP, got {type(qp).__name__}")
+    unknown = set(qp) - set(arrays)
+    if unknown:
+        raise InvalidTensorError(f"qp given for unknown tensors {sorted(unknown)}")
+    out = {}
+    for name, value in qp.items():
+        if arrays[name].dtype.kind != "f":
+            raise SettingsError(
+                f"qp given for tensor {name!r} of dtype {arrays[name].dtype}, which is coded "
+                "losslessly"
+            )
+        out[name] = check_qp(f"qp[{name!r}]", value, cfg.qp_density)
+    return out
+
+
 def encode(
     tensors: Mapping[str, Any],
     config: CodecConfig | None = None,
     *,
     importance: Mapping[str, Any] | None = None,
+    qp: Mapping[str, int] | None = None,
 ) -> bytes:
-    """Encode a name -> tensor mapping (numpy arrays, CPU torch tensors, ...) into one stream."""
+    """Encode a name -> tensor mapping (numpy arrays, CPU torch tensors, ...) into one stream.
+
+    Per-tensor settings are keyword mappings keyed by tensor name: importance (weights of the
+    rate-aware quantizers' distortion) and qp (the QP of that float tensor, replacing the
+    config's choice by rank, qp for ndim >= 2 and nonweight_qp otherwise; a QP too fine for
+    the tensor's range is still coarsened). Each tensor's QP is stored in the stream, so
+    `decode` needs no settings.
+    """
     cfg = CodecConfig() if config is None else config
     if not isinstance(cfg, CodecConfig):
         raise SettingsError(f"config must be a CodecConfig, got {type(cfg).__name__}")
     if not isinstance(tensors, Mapping):
         raise InvalidTensorError(f"tensors must be a mapping name -> array, got {type(tensors)}")
     items = [(name, _as_array(name, value)) for name, value in tensors.items()]
+    names = {name for name, _ in items}
     imp = dict(importance or {})
-    unknown = set(imp) - {name for name, _ in items}
+    unknown = set(imp) - names
     if unknown:
         raise InvalidTensorError(f"importance given for unknown tensors {sorted(unknown)}")
+    qps = _tensor_qps(qp, dict(items), cfg)
     threads = _threads(cfg.num_threads)
     work = sum(arr.size for _, arr in items)
     prepared = _pmap(
-        lambda it: _prepare(it[0], it[1], cfg, imp.get(it[0])), items, threads, work,
-        [arr.size for _, arr in items],
+        lambda it: _prepare(it[0], it[1], cfg, imp.get(it[0]), qps.get(it[0])), items, threads,
+        work, [arr.size for _, arr in items],
     )
     if cfg.mode == "nnc":
         for p in prepared:
@@ -268,15 +303,12 @@ def encode(
 def _decode_nnc(e: TensorEntry, data: bytes) -> np.ndarray:
     payload = data[e.offset : e.offset + e.payload_length]
     shape = e.shape if len(e.shape) >= 1 else (1,)
-    kwargs: dict[str, Any] = {
-        "cabac_unary_length": e.cabac_unary_length, "dq_flag": int(e.dq_flag),
-        "scan_order": e.scan_order, "general_profile_idc": 1, "parent_node_id_present_flag": 0,
-        "num_threads": 1,
-    }
-    if e.entry_points:
-        kwargs["entry_points"] = np.asarray(e.entry_points, dtype=np.uint64)
+    eps = np.asarray(e.entry_points, dtype=np.uint64) if e.entry_points else None
     try:
-        lv = cabac.decode_levels(payload, shape, **kwargs)
+        # settings inside the try: a damaged header's values must surface as CorruptStreamError
+        lv = cabac.decode_levels(
+            payload, shape, _cabac_settings(e), entry_points=eps, num_threads=1
+        )
     except CodecError as exc:
         raise CorruptStreamError(f"tensor {e.name!r}: {exc}") from exc
     except Exception as exc:  # a damaged payload must not surface as IndexError & co.
@@ -294,7 +326,7 @@ def _decode_segment(job: tuple[TensorEntry, np.ndarray, bytes, int, int, int]) -
 
 _INT_RANGES = {
     "bool": (0, 1), "int8": (-128, 127), "int16": (-32768, 32767), "uint8": (0, 255),
-    "uint16": (0, 65535), "uint32": (0, _INT32_MAX), "uint64": (0, _INT32_MAX),
+    "uint16": (0, 65535), "uint32": (0, INT32_MAX), "uint64": (0, INT32_MAX),
 }
 
 

@@ -17,33 +17,60 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
 from fedbench.codec import _kernels as K
+from fedbench.codec import tables
 from fedbench.codec.errors import (
     CorruptStreamError,
     InvalidTensorError,
     SettingsError,
     TruncatedStreamError,
 )
+from fedbench.codec.limits import INT32_MAX, LEVEL_MIN, check_int32
 
 __all__ = [
+    "CabacSettings",
     "decode_levels",
     "decode_levels_with_entry_points",
+    "default_chan_zero_list",
     "encode_levels",
     "encode_levels_with_entry_points",
+    "general_kernels",
     "parse_hdsp_mode",
 ]
 
 _HDSP_NAMES = {"alwaysoff": 99, "tensoroff": 0, "tensoron": 1}
-_INT32_MAX = 2**31 - 1
-_MAX_ELEMENTS = 2**31 - 1
+_MAX_ELEMENTS = INT32_MAX
 _MAX_GTX = 32
 # Upper bound on context-coded bins per stream byte (the cheapest bin costs ~0.0082 bit).
 _MAX_BINS_PER_BYTE = 2048  # about twice the true maximum (~972), for safety
+
+
+# Set by general_kernels(): the kernels then skip their lean common-path variants.
+_force_general = False
+
+
+@contextmanager
+def general_kernels() -> Iterator[None]:
+    """Within the block, code with the general kernels only (process-wide; for tests/benchmarks).
+
+    The lean encoder/decoder (no DQ, TCA, HDSP or codebook limits) must give exactly the bytes
+    and levels of the general loop; this switch lets a test run both on the same input.
+    """
+    global _force_general
+    before = _force_general
+    _force_general = True
+    try:
+        yield
+    finally:
+        _force_general = before
 
 
 def parse_hdsp_mode(mode: Any) -> int:
@@ -97,36 +124,75 @@ def _shape_tuple(shape: Any) -> tuple[int, ...]:
     return shp
 
 
+@dataclass(frozen=True)
+class CabacSettings:
+    """NNC level-coding settings, named as in the conformance manifest; validated on creation.
+
+    The encoder uses all of them; the decoder ignores param_opt_flag (an encoder choice) and
+    rowSkipFlag (read from the stream), so one object serves both. hdspMode is stored as
+    99/0/1 (AlwaysOff/TensorOff/TensorOn) and the flags as ints.
+    """
+
+    cabac_unary_length: int = 11
+    param_opt_flag: int = 0
+    dq_flag: int = 0
+    scan_order: int = 0
+    general_profile_idc: int = 1
+    parent_node_id_present_flag: int = 0
+    rowSkipFlag: int = 0
+    hdspMode: Any = "AlwaysOff"
+    codebook_size: int = 0
+    codebook_zero_offset: int = 0
+
+    def __post_init__(self) -> None:
+        """Validate every setting and normalise it to an int."""
+        norm = {
+            "cabac_unary_length": _int_setting(
+                "cabac_unary_length", self.cabac_unary_length, 1, _MAX_GTX
+            ),
+            "param_opt_flag": _flag("param_opt_flag", self.param_opt_flag),
+            "dq_flag": _flag("dq_flag", self.dq_flag),
+            "scan_order": _int_setting("scan_order", self.scan_order, 0, 4),
+            "general_profile_idc": _flag("general_profile_idc", self.general_profile_idc),
+            "parent_node_id_present_flag": _flag(
+                "parent_node_id_present_flag", self.parent_node_id_present_flag
+            ),
+            "rowSkipFlag": _flag("rowSkipFlag", self.rowSkipFlag),
+            "hdspMode": parse_hdsp_mode(self.hdspMode),
+            "codebook_size": _int_setting("codebook_size", self.codebook_size, 0, INT32_MAX),
+            "codebook_zero_offset": _int_setting(
+                "codebook_zero_offset", self.codebook_zero_offset, 0, INT32_MAX
+            ),
+        }
+        cb, off = norm["codebook_size"], norm["codebook_zero_offset"]
+        if cb == 0 and off != 0:
+            raise SettingsError("codebook_zero_offset must be 0 when codebook_size is 0")
+        if cb > 0 and off > cb - 1:
+            raise SettingsError(f"codebook_zero_offset {off} must be < codebook_size {cb}")
+        for name, value in norm.items():
+            object.__setattr__(self, name, value)
+
+
+_SETTING_NAMES = frozenset(f.name for f in fields(CabacSettings))
+
+
+def _settings(settings: CabacSettings | None, kw: dict[str, Any], what: str) -> CabacSettings:
+    """The CabacSettings of a call: `settings` (default: all defaults) with kw's fields replaced."""
+    unknown = set(kw) - _SETTING_NAMES
+    if unknown:
+        raise SettingsError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}")
+    if settings is None:
+        return CabacSettings(**kw)
+    if not isinstance(settings, CabacSettings):
+        raise SettingsError(f"settings must be a CabacSettings, got {type(settings).__name__}")
+    return replace(settings, **kw) if kw else settings
+
+
 def _build_params(
-    shape: tuple[int, ...],
-    *,
-    cabac_unary_length: Any,
-    param_opt_flag: Any,
-    dq_flag: Any,
-    scan_order: Any,
-    general_profile_idc: Any,
-    parent_node_id_present_flag: Any,
-    rowSkipFlag: Any,
-    hdspMode: Any,
-    codebook_size: Any,
-    codebook_zero_offset: Any,
-    tca: bool,
+    shape: tuple[int, ...], s: CabacSettings, *, tca: bool, encoder: bool
 ) -> np.ndarray:
-    """Validate the settings and pack them (plus geometry) into the kernels' parameter vector."""
-    n = _int_setting("cabac_unary_length", cabac_unary_length, 1, _MAX_GTX)
-    popt = _flag("param_opt_flag", param_opt_flag)
-    dq = _flag("dq_flag", dq_flag)
-    scan = _int_setting("scan_order", scan_order, 0, 4)
-    prof = _flag("general_profile_idc", general_profile_idc)
-    parent = _flag("parent_node_id_present_flag", parent_node_id_present_flag)
-    rs = _flag("rowSkipFlag", rowSkipFlag)
-    hdsp = parse_hdsp_mode(hdspMode)
-    cb = _int_setting("codebook_size", codebook_size, 0, _INT32_MAX)
-    off = _int_setting("codebook_zero_offset", codebook_zero_offset, 0, _INT32_MAX)
-    if cb == 0 and off != 0:
-        raise SettingsError("codebook_zero_offset must be 0 when codebook_size is 0")
-    if cb > 0 and off > cb - 1:
-        raise SettingsError(f"codebook_zero_offset {off} must be < codebook_size {cb}")
+    """Pack the settings (plus geometry) into the kernels' parameter vector."""
+    scan = s.scan_order
     num = math.prod(shape)
     width = math.prod(shape[1:]) if len(shape) > 1 else 1
     rows = num // width
@@ -140,37 +206,35 @@ def _build_params(
     prm = np.zeros(K.P_LEN, dtype=np.int64)
     prm[K.P_WIDTH] = width
     prm[K.P_NUM] = num
-    prm[K.P_DQ] = dq
+    prm[K.P_DQ] = s.dq_flag
     prm[K.P_SCAN] = scan
-    prm[K.P_PROFILE] = prof
+    prm[K.P_PROFILE] = s.general_profile_idc
     # encodeLayer2 passes general_profile_idc in place of parent_node_id_present_flag (quirk)
-    prm[K.P_PARENT] = prof if tca else parent
-    prm[K.P_ROWSKIP] = rs
-    prm[K.P_CBSIZE] = cb
-    prm[K.P_CBOFF] = off
-    prm[K.P_HDSP] = hdsp
+    prm[K.P_PARENT] = s.general_profile_idc if tca else s.parent_node_id_present_flag
+    # the decoder reads the row skip flag from the stream; param_opt only steers the encoder
+    prm[K.P_ROWSKIP] = s.rowSkipFlag if encoder else 0
+    prm[K.P_CBSIZE] = s.codebook_size
+    prm[K.P_CBOFF] = s.codebook_zero_offset
+    prm[K.P_HDSP] = s.hdspMode
     prm[K.P_TCA] = 1 if tca else 0
-    prm[K.P_NGTX] = n
-    prm[K.P_PARAMOPT] = popt
+    prm[K.P_NGTX] = s.cabac_unary_length
+    prm[K.P_PARAMOPT] = s.param_opt_flag if encoder else 0
     prm[K.P_BW] = bw
     prm[K.P_BH] = bh
     prm[K.P_NBR] = nbr
+    prm[K.P_GENERAL] = 1 if _force_general else 0
     return prm
 
 
 def _int32_array(name: str, a: Any, num: int) -> np.ndarray:
-    """A flat int32 copy of an integer array with num elements."""
+    """A flat int32 copy of an integer array with num elements, all codable levels."""
     arr = np.asarray(a)
     if arr.dtype.kind not in "iub":
         raise InvalidTensorError(f"{name} must be an integer array, got dtype {arr.dtype}")
     if arr.size != num:
         raise InvalidTensorError(f"{name} has {arr.size} elements, expected {num}")
-    if arr.size and arr.dtype.itemsize >= 4 and arr.dtype != np.int32:
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo < -_INT32_MAX or hi > _INT32_MAX:
-            raise InvalidTensorError(f"{name} values must lie in [-(2^31-1), 2^31-1], got [{lo}, {hi}]")
-    flat = np.ascontiguousarray(arr, dtype=np.int32).reshape(-1)
-    return flat
+    check_int32(name, arr, lo=LEVEL_MIN)
+    return np.ascontiguousarray(arr, dtype=np.int32).reshape(-1)
 
 
 def _hist_array(prm: np.ndarray, hdspHist: Any) -> np.ndarray:
@@ -202,45 +266,32 @@ def default_chan_zero_list(levels: np.ndarray, general_profile_idc: int = 1) -> 
 
 def encode_levels(
     levels: Any,
+    settings: CabacSettings | None = None,
     *,
-    cabac_unary_length: int = 11,
-    param_opt_flag: int = 0,
-    dq_flag: int = 0,
-    scan_order: int = 0,
-    general_profile_idc: int = 1,
-    parent_node_id_present_flag: int = 0,
-    rowSkipFlag: int = 0,
     ChanZeroList: Any = None,
-    hdspMode: Any = "AlwaysOff",
     hdspHist: Any = None,
-    codebook_size: int = 0,
-    codebook_zero_offset: int = 0,
     baseWeights: Any = None,
+    **kw: Any,
 ) -> bytes:
     """Encode an integer level tensor exactly as NNCodec's Encoder (init, encodeLayer[2], finish).
 
-    Settings are named as in the conformance manifest; ChanZeroList=None computes it as
+    Settings: a CabacSettings and/or its fields as keywords (named as in the conformance
+    manifest; keywords override the object's fields). ChanZeroList=None computes it as
     coder/baseline does; baseWeights not None selects TCA (encodeLayer2 semantics).
     """
-    return _encode(
-        levels,
-        cabac_unary_length=cabac_unary_length,
-        param_opt_flag=param_opt_flag,
-        dq_flag=dq_flag,
-        scan_order=scan_order,
-        general_profile_idc=general_profile_idc,
-        parent_node_id_present_flag=parent_node_id_present_flag,
-        rowSkipFlag=rowSkipFlag,
-        ChanZeroList=ChanZeroList,
-        hdspMode=hdspMode,
-        hdspHist=hdspHist,
-        codebook_size=codebook_size,
-        codebook_zero_offset=codebook_zero_offset,
-        baseWeights=baseWeights,
-    )[0]
+    s = _settings(settings, kw, "encode")
+    return _encode(levels, s, ChanZeroList, hdspHist, baseWeights)[0]
 
 
-def encode_levels_with_entry_points(levels: Any, **settings: Any) -> tuple[bytes, np.ndarray]:
+def encode_levels_with_entry_points(
+    levels: Any,
+    settings: CabacSettings | None = None,
+    *,
+    ChanZeroList: Any = None,
+    hdspHist: Any = None,
+    baseWeights: Any = None,
+    **kw: Any,
+) -> tuple[bytes, np.ndarray]:
     """Encode like encode_levels; also return the entry points (uint64) decodeLayerAndCreateEPs gives.
 
     Entry point = (bit offset since the previous block row << 11) | (8 value bits << 3) | DQ
@@ -248,10 +299,8 @@ def encode_levels_with_entry_points(levels: Any, **settings: Any) -> tuple[bytes
     The encoder derives them itself: the decoder's bit offset equals the number of coder
     shifts, and its value register equals the stream bits at that offset minus the coder's low.
     """
-    unknown = set(settings) - _ENCODE_KEYS
-    if unknown:
-        raise SettingsError(f"unknown encode setting(s): {', '.join(sorted(unknown))}")
-    data, tbo, low, dq, nbr = _encode(levels, **settings)
+    s = _settings(settings, kw, "encode")
+    data, tbo, low, dq, nbr = _encode(levels, s, ChanZeroList, hdspHist, baseWeights)
     if nbr <= 1:
         return data, np.zeros(0, dtype=np.uint64)
     buf = np.frombuffer(data + b"\x00\x00\x00", dtype=np.uint8)
@@ -269,46 +318,17 @@ def encode_levels_with_entry_points(levels: Any, **settings: Any) -> tuple[bytes
 
 
 def _encode(
-    levels: Any,
-    *,
-    cabac_unary_length: int = 11,
-    param_opt_flag: int = 0,
-    dq_flag: int = 0,
-    scan_order: int = 0,
-    general_profile_idc: int = 1,
-    parent_node_id_present_flag: int = 0,
-    rowSkipFlag: int = 0,
-    ChanZeroList: Any = None,
-    hdspMode: Any = "AlwaysOff",
-    hdspHist: Any = None,
-    codebook_size: int = 0,
-    codebook_zero_offset: int = 0,
-    baseWeights: Any = None,
+    levels: Any, s: CabacSettings, ChanZeroList: Any, hdspHist: Any, baseWeights: Any
 ) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray, int]:
     """Validate, encode; returns (bytes, per-block-row shift counts, low bits, DQ states, block rows)."""
     lv = np.asarray(levels)
     shape = _shape_tuple(lv.shape)
     tca = baseWeights is not None
-    prm = _build_params(
-        shape,
-        cabac_unary_length=cabac_unary_length,
-        param_opt_flag=param_opt_flag,
-        dq_flag=dq_flag,
-        scan_order=scan_order,
-        general_profile_idc=general_profile_idc,
-        parent_node_id_present_flag=parent_node_id_present_flag,
-        rowSkipFlag=rowSkipFlag,
-        hdspMode=hdspMode,
-        codebook_size=codebook_size,
-        codebook_zero_offset=codebook_zero_offset,
-        tca=tca,
-    )
+    prm = _build_params(shape, s, tca=tca, encoder=True)
     num = int(prm[K.P_NUM])
     flat = _int32_array("levels", lv, num)
-    if flat.size and int(flat.min()) == -(2**31):
-        raise InvalidTensorError("levels must lie in [-(2^31-1), 2^31-1]")
     cb, off = int(prm[K.P_CBSIZE]), int(prm[K.P_CBOFF])
-    if cb > 0 and general_profile_idc == 1 and not dq_flag and flat.size:
+    if cb > 0 and s.general_profile_idc == 1 and not s.dq_flag and flat.size:
         lo, hi = int(flat.min()), int(flat.max())
         if lo < -off or hi > cb - 1 - off:
             raise InvalidTensorError(
@@ -316,7 +336,7 @@ def _encode(
             )
     rows = num // int(prm[K.P_WIDTH])
     if ChanZeroList is None:
-        chan = default_chan_zero_list(lv.reshape(shape), general_profile_idc)
+        chan = default_chan_zero_list(lv.reshape(shape), s.general_profile_idc)
     else:
         chan = np.ascontiguousarray(np.asarray(ChanZeroList), dtype=np.int64).reshape(-1)
         if chan.size != rows:
@@ -391,16 +411,8 @@ def _split_entry_points(eps: Any, nbr: int, first: int) -> tuple[np.ndarray, np.
 def _decode(
     data: Any,
     shape: Any,
-    *,
-    cabac_unary_length: int,
-    dq_flag: int,
-    scan_order: int,
-    general_profile_idc: int,
-    parent_node_id_present_flag: int,
-    hdspMode: Any,
+    s: CabacSettings,
     hdspHist: Any,
-    codebook_size: int,
-    codebook_zero_offset: int,
     baseWeights: Any,
     entry_points: Any,
     num_threads: int | None,
@@ -409,27 +421,14 @@ def _decode(
     buf = _as_bytes(data)
     shp = _shape_tuple(shape)
     tca = baseWeights is not None
-    prm = _build_params(
-        shp,
-        cabac_unary_length=cabac_unary_length,
-        param_opt_flag=0,
-        dq_flag=dq_flag,
-        scan_order=scan_order,
-        general_profile_idc=general_profile_idc,
-        parent_node_id_present_flag=parent_node_id_present_flag,
-        rowSkipFlag=0,
-        hdspMode=hdspMode,
-        codebook_size=codebook_size,
-        codebook_zero_offset=codebook_zero_offset,
-        tca=tca,
-    )
+    prm = _build_params(shp, s, tca=tca, encoder=False)
     if buf.size < 2:
         raise TruncatedStreamError(f"stream of {buf.size} bytes is too short (at least 2 needed)")
     num = int(prm[K.P_NUM])
     rows = num // int(prm[K.P_WIDTH])
     nbr = int(prm[K.P_NBR])
     n = int(prm[K.P_NGTX])
-    nctx = 53 + 4 * n + 32 + 5
+    nctx = tables.ctx_layout(n)["total"]
     base = _int32_array("baseWeights", baseWeights, num) if tca else np.zeros(1, np.int32)
     hist = _hist_array(prm, hdspHist)
     perm = _skip_perm(prm)
@@ -482,8 +481,8 @@ def _decode(
             with ThreadPoolExecutor(max_workers=threads) as pool:
                 errs = list(pool.map(run, range(threads)))
         err = max(errs)
-        for s in states:
-            if s[4] > 0:
+        for st in states:
+            if st[4] > 0:
                 raise TruncatedStreamError("stream truncated: a block row reads past the end of the data")
         bad = np.nonzero((rec_off[1:] != ep_off[1:]) | (rec_val[1:] != ep_val[1:]) | (rec_dq[1:] != ep_dq[1:]))[0]
         if bad.size:
@@ -504,69 +503,36 @@ def _decode(
 def decode_levels_with_entry_points(
     data: Any,
     shape: Any,
+    settings: CabacSettings | None = None,
     *,
-    cabac_unary_length: int = 11,
-    dq_flag: int = 0,
-    scan_order: int = 0,
-    general_profile_idc: int = 1,
-    parent_node_id_present_flag: int = 0,
-    rowSkipFlag: int | None = None,
-    hdspMode: Any = "AlwaysOff",
     hdspHist: Any = None,
-    codebook_size: int = 0,
-    codebook_zero_offset: int = 0,
     baseWeights: Any = None,
     entry_points: Any = None,
     num_threads: int | None = None,
+    **kw: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode a stream and also return its entry points (uint64, reference format; empty if none)."""
-    del rowSkipFlag  # read from the stream
-    return _decode(
-        data,
-        shape,
-        cabac_unary_length=cabac_unary_length,
-        dq_flag=dq_flag,
-        scan_order=scan_order,
-        general_profile_idc=general_profile_idc,
-        parent_node_id_present_flag=parent_node_id_present_flag,
-        hdspMode=hdspMode,
-        hdspHist=hdspHist,
-        codebook_size=codebook_size,
-        codebook_zero_offset=codebook_zero_offset,
-        baseWeights=baseWeights,
-        entry_points=entry_points,
-        num_threads=num_threads,
-    )
+    s = _settings(settings, kw, "decode")
+    return _decode(data, shape, s, hdspHist, baseWeights, entry_points, num_threads)
 
 
-def decode_levels(data: Any, shape: Any, **settings: Any) -> np.ndarray:
+def decode_levels(
+    data: Any,
+    shape: Any,
+    settings: CabacSettings | None = None,
+    *,
+    hdspHist: Any = None,
+    baseWeights: Any = None,
+    entry_points: Any = None,
+    num_threads: int | None = None,
+    **kw: Any,
+) -> np.ndarray:
     """Decode a stream of encode_levels into an int32 array of the given shape.
 
-    Takes the encoder's settings (minus param_opt_flag/ChanZeroList; rowSkipFlag is read from
-    the stream), plus entry_points (decode block rows in parallel from them) and num_threads.
-    Raises CorruptStreamError/TruncatedStreamError on damaged streams, SettingsError on bad
-    settings.
+    Takes the encoder's settings (a CabacSettings and/or its fields as keywords; param_opt_flag
+    and rowSkipFlag are ignored, the latter is read from the stream), plus entry_points (decode
+    block rows in parallel from them) and num_threads. Raises CorruptStreamError/
+    TruncatedStreamError on damaged streams, SettingsError on bad settings.
     """
-    unknown = set(settings) - _DECODE_KEYS
-    if unknown:
-        raise SettingsError(f"unknown decode setting(s): {', '.join(sorted(unknown))}")
-    return decode_levels_with_entry_points(data, shape, **settings)[0]
-
-
-_DECODE_KEYS = {
-    "cabac_unary_length",
-    "dq_flag",
-    "scan_order",
-    "general_profile_idc",
-    "parent_node_id_present_flag",
-    "rowSkipFlag",
-    "hdspMode",
-    "hdspHist",
-    "codebook_size",
-    "codebook_zero_offset",
-    "baseWeights",
-    "entry_points",
-    "num_threads",
-}
-
-_ENCODE_KEYS = (_DECODE_KEYS - {"entry_points", "num_threads"}) | {"param_opt_flag", "ChanZeroList"}
+    s = _settings(settings, kw, "decode")
+    return _decode(data, shape, s, hdspHist, baseWeights, entry_points, num_threads)[0]

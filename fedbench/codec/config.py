@@ -24,15 +24,20 @@ def _bool(name: str, value: object) -> None:
         raise SettingsError(f"CodecConfig.{name} must be True or False, got {value!r}")
 
 
-def _qp_ok(name: str, qp: int, density: int) -> None:
+def check_qp(label: str, qp: object, density: int) -> int:
+    """A QP as CodecConfig accepts it (integer in -4096..4096, float32 step), or SettingsError."""
+    if isinstance(qp, bool) or not isinstance(qp, Integral):
+        raise SettingsError(f"{label} must be an integer, got {qp!r}")
+    if not -4096 <= int(qp) <= 4096:
+        raise SettingsError(f"{label} must be in -4096..4096, got {qp}")
     # step = (2^d + (qp mod 2^d)) * 2^(floor(qp / 2^d) - d) must be a normal float32 and so
     # must its reciprocal.
-    e = (qp >> density) - density
+    e = (int(qp) >> density) - density
     if not -126 <= e <= 126:
         raise SettingsError(
-            f"CodecConfig.{name}={qp} with qp_density={density} gives a step outside the "
-            "float32 range"
+            f"{label}={qp} with qp_density={density} gives a step outside the float32 range"
         )
+    return int(qp)
 
 
 @dataclass(frozen=True)
@@ -71,10 +76,8 @@ class CodecConfig:
         if self.mode not in MODES:
             raise SettingsError(f"CodecConfig.mode must be one of {MODES}, got {self.mode!r}")
         _int("qp_density", self.qp_density, 0, _MAX_QP_DENSITY)
-        _int("qp", self.qp, -4096, 4096)
-        _int("nonweight_qp", self.nonweight_qp, -4096, 4096)
-        _qp_ok("qp", int(self.qp), int(self.qp_density))
-        _qp_ok("nonweight_qp", int(self.nonweight_qp), int(self.qp_density))
+        check_qp("CodecConfig.qp", self.qp, int(self.qp_density))
+        check_qp("CodecConfig.nonweight_qp", self.nonweight_qp, int(self.qp_density))
         _bool("dq", self.dq)
         _bool("param_opt", self.param_opt)
         _bool("row_skip", self.row_skip)

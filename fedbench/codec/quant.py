@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit
 
 from fedbench.codec.errors import InvalidTensorError, SettingsError
+from fedbench.codec.limits import INT32_MAX, INT32_MIN
 from fedbench.codec.tables import DQ_STATE_TRANS, ctx_bits, ctx_init, ctx_update
 
 __all__ = [
@@ -33,8 +34,6 @@ __all__ = [
     "step_size",
 ]
 
-_INT32_MAX = 2147483647
-_INT32_MIN = -2147483648
 # TCQ::quant's overflow limits: (1 << 31) - 3 and -((1 << 31) - 2) after int32 wrap-around.
 _TCQ_MAX = 2147483645
 _TCQ_MIN = -2147483646
@@ -172,7 +171,7 @@ def safe_qp(w: np.ndarray, qp: int, qp_density: int = 2) -> int:
     # evaluated with the same float32 intermediates.
     max_abs = float(np.abs(w32).max())
     k = 1 << d
-    min_step = max_abs / float((1 << 31) - 3)
+    min_step = max_abs / float(_TCQ_MAX)
     base_qp = np.float32(math.floor(math.log2(min_step)) * k)
     new_qp = np.float32(
         float(base_qp) + ((min_step * k) / 2.0 ** float(base_qp / np.float32(k)) - k)
@@ -419,7 +418,7 @@ def _rdoq_kernel(
     for i in range(w.size):
         v = np.float64(w[i])
         r = _round_half_away(v * qscale)
-        if r > _INT32_MAX or r < _INT32_MIN:
+        if r > INT32_MAX or r < INT32_MIN:
             return 0
         sign = -1 if v < 0 else 1
         absw = np.float64(sign) * v * qscale

@@ -42,6 +42,7 @@ import numpy as np
 from numba import njit
 
 from fedbench.codec.errors import CorruptStreamError
+from fedbench.codec.limits import INT32_MIN
 
 METHOD_RUNS = 1
 METHOD_DENSE = 2
@@ -73,7 +74,7 @@ ERR_VALUE = 2  # a magnitude outside the int32 range or an overlong prefix
 ERR_OVERREAD = 3  # the decoder read far past the payload
 
 # Largest magnitude of an int32 level.
-_MAXABS = 1 << 31
+_MAXABS = -INT32_MIN
 
 _RATE = np.array([(1 << 16) // (n + 2) for n in range(_CMAX + 1)], dtype=np.int64)
 

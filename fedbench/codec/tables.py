@@ -321,21 +321,63 @@ PARAM_OPT_NONDEFAULT_PENALTY = 3 * 32768
 NUM_ECO_SETS = 9
 
 
+# Context layout (for n greater-than flags): first index of each group. The gt and Exp-Golomb
+# groups follow the fixed 53 and depend on n, hence the functions below.
+CTX_SIG = 0  # 3*dqState + neighbour class, 0..23
+CTX_SIG_TCA = 24  # 24 + 2*dqState + (|base| > 1), 24..39
+CTX_SIG_HDSP = 40  # 40 + dqState, 40..47
+CTX_SIGN = 48  # 48 + neighbour class
+CTX_SIGN_TCA = 51  # 51 + (base >= 0)
+CTX_GTX = 53  # 53 + 2i + (v > 0 ? 0 : 1)
+NUM_EG_PREFIX_CTX = 32
+
+
+@njit(cache=True, nogil=True, inline="always")
+def ctx_gtx_tca(n: int) -> int:
+    """First TCA gt-flag context: + 2i + (|base| >= i ? 0 : 1)."""
+    return CTX_GTX + 2 * n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def ctx_eg_prefix(n: int) -> int:
+    """First of the NUM_EG_PREFIX_CTX Exp-Golomb prefix contexts."""
+    return CTX_GTX + 4 * n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def ctx_estimator_flag(n: int) -> int:
+    """Context of the estimator-selection flags (param_opt signalling)."""
+    return CTX_GTX + 4 * n + NUM_EG_PREFIX_CTX + 2
+
+
+@njit(cache=True, nogil=True, inline="always")
+def ctx_row_skip(n: int) -> int:
+    """Context of the row-skip flags."""
+    return CTX_GTX + 4 * n + NUM_EG_PREFIX_CTX + 4
+
+
+@njit(cache=True, nogil=True, inline="always")
+def ctx_count(n: int) -> int:
+    """Number of contexts in all."""
+    return CTX_GTX + 4 * n + NUM_EG_PREFIX_CTX + 5
+
+
 def ctx_layout(num_gtx: int) -> dict[str, int]:
     """Context index layout for num_gtx greater-than flags (48+5+4n+32+5 contexts in all)."""
     n = int(num_gtx)
+    # .py_func: the plain functions, so that Python callers need no JIT compilation
     return {
-        "sig": 0,  # 3*dqState + neighbour class, 0..23
-        "sig_tca": 24,  # 24 + 2*dqState + (|base| > 1), 24..39
-        "sig_hdsp": 40,  # 40 + dqState, 40..47
-        "sign": 48,  # 48 + neighbour class
-        "sign_tca": 51,  # 51 + (base >= 0)
-        "gtx": 53,  # 53 + 2i + (v > 0 ? 0 : 1)
-        "gtx_tca": 53 + 2 * n,  # 53 + 2n + 2i + (|base| >= i ? 0 : 1)
-        "eg_prefix": 53 + 4 * n,  # 32 prefix contexts
-        "estimator_flag": 53 + 4 * n + 32 + 2,
-        "row_skip": 53 + 4 * n + 32 + 4,
-        "total": 53 + 4 * n + 32 + 5,
+        "sig": CTX_SIG,
+        "sig_tca": CTX_SIG_TCA,
+        "sig_hdsp": CTX_SIG_HDSP,
+        "sign": CTX_SIGN,
+        "sign_tca": CTX_SIGN_TCA,
+        "gtx": CTX_GTX,
+        "gtx_tca": ctx_gtx_tca.py_func(n),
+        "eg_prefix": ctx_eg_prefix.py_func(n),
+        "estimator_flag": ctx_estimator_flag.py_func(n),
+        "row_skip": ctx_row_skip.py_func(n),
+        "total": ctx_count.py_func(n),
     }
 
 

@@ -33,7 +33,7 @@ import math
 import struct
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -259,17 +259,7 @@ class DeepCabacCompressor(UpdateCompressor):
             return encode(tensors, cfg)
         from fedbench.fl.adf import is_adf_name  # lazy: keeps torch out of plain imports
 
-        factors = [n for n in tensors if is_adf_name(n)]
-        if not factors:
-            return encode(tensors, cfg)
-        # The codec picks the QP by rank only, so the factors get a call of their own; both
-        # streams are then merged into one container (per-tensor QPs live in its header).
-        rest = {n: t for n, t in tensors.items() if n not in factors}
-        fac = {n: tensors[n] for n in factors}
-        streams = [encode(fac, replace(cfg, nonweight_qp=int(adf_qp)))]
-        if rest:
-            streams.append(encode(rest, cfg))
-        return _merge_streams(streams, list(tensors), cfg.mode)
+        return encode(tensors, cfg, qp={n: int(adf_qp) for n in tensors if is_adf_name(n)})
 
     def decode(self, data: bytes) -> dict[str, np.ndarray]:
         """DeepCABAC-decode and restore template shapes."""
@@ -292,19 +282,6 @@ class DeepCabacCompressor(UpdateCompressor):
                                                                   max_elements=DEFAULT_MAX_ELEMENTS)}
         out[OVERHEAD] = len(data) - sum(out.values())
         return out
-
-
-def _merge_streams(streams: list[bytes], order: list[str], mode: str) -> bytes:
-    """One fedbench.codec stream holding every tensor of `streams`, in `order`."""
-    from fedbench.codec import container
-    from fedbench.codec.api import DEFAULT_MAX_ELEMENTS
-
-    entries, payloads = {}, {}
-    for data in streams:
-        for e in container.parse(data, max_elements=DEFAULT_MAX_ELEMENTS):
-            entries[e.name] = e
-            payloads[e.name] = data[e.offset : e.offset + e.payload_length]
-    return container.write(mode, [entries[n] for n in order], [payloads[n] for n in order])
 
 
 # ------------------------------------------------------------------------ Golomb coding

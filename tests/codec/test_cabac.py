@@ -304,8 +304,10 @@ def test_settings_validation(kwargs):
 def test_unknown_settings_rejected():
     with pytest.raises(SettingsError):
         encode_levels_with_entry_points(np.zeros((4, 4), np.int32), scan=1)
-    with pytest.raises(TypeError):
+    with pytest.raises(SettingsError, match="unknown encode setting"):
         encode_levels(np.zeros((4, 4), np.int32), scan=1)
+    with pytest.raises(SettingsError, match="unknown decode setting"):
+        decode_levels(encode_levels(np.zeros((4, 4), np.int32)), (4, 4), ChanZeroList=None)
 
 
 def test_invalid_tensors():

@@ -12,7 +12,7 @@ from fedbench.codec import _jitcache
 def test_edit_of_a_dependency_drops_the_dependent_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "__pycache__"
     cache.mkdir()
-    for m in ("_kernels", "engine", "tables", "quant", "sparse"):
+    for m in ("_kernels", "engine", "tables", "quant", "sparse", "limits"):
         (tmp_path / f"{m}.py").write_text(f"# {m}\n")
     monkeypatch.setattr(_jitcache, "_HERE", tmp_path)
     monkeypatch.setattr(_jitcache, "_cache_dir", lambda py_file: cache)
@@ -32,3 +32,9 @@ def test_edit_of_a_dependency_drops_the_dependent_caches(tmp_path: Path, monkeyp
     _jitcache.invalidate_stale()  # engine.py is compiled into _kernels only
     left = sorted(p.name.split(".")[0] for p in cache.glob("*.nbi"))
     assert left == ["quant", "sparse"]
+    touch_caches()
+    _jitcache.invalidate_stale()
+    (tmp_path / "limits.py").write_text("# limits, edited\n")
+    _jitcache.invalidate_stale()  # the int32 bounds are frozen into quant and sparse
+    left = sorted(p.name.split(".")[0] for p in cache.glob("*.nbi"))
+    assert left == ["_kernels"]
