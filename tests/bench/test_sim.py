@@ -13,12 +13,12 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fl"))
-from fltools import small_config, synthetic_arrays, tiny_model_fn  # noqa: E402
+from fltools import small_config, synthetic_arrays, tiny_model_fn
 
-from fedbench.bench.sim import COLUMNS, LABELS, run_sim_bench, write_outputs  # noqa: E402
-from fedbench.cli import main  # noqa: E402
-from fedbench.fl.aggregation import select_clients  # noqa: E402
-from fedbench.fl.client import federated_data_from_arrays  # noqa: E402
+from fedbench.bench.sim import COLUMNS, LABELS, run_sim_bench, write_outputs
+from fedbench.cli import main
+from fedbench.fl.aggregation import select_clients
+from fedbench.fl.client import federated_data_from_arrays
 
 SIZES = (37, 50, 73)
 
