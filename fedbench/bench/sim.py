@@ -11,8 +11,10 @@ selection, generator setup per client). The loop's overhead is
 100 * (train_s - plain_s) / plain_s; with train.parallel_clients > 1 the FL side trains
 clients concurrently, so it can be negative.
 
-A short untimed warm-up (the first client's batches through the plain loop) runs first, so
-that neither side pays for one-off kernel selection and allocation. Outputs: STEM.csv (one
+An untimed warm-up (the first and last batch of each client of round 1, i.e. every batch
+shape, through the plain loop) runs first: without it the first timed FL round pays for
+kernel selection and allocation of each new shape, which showed as 10-20 % of extra
+"overhead" in round 1. Outputs: STEM.csv (one
 row per round and a total row) and STEM.json (the rows, the config, library versions,
 thread counts, CPU model, bf16 support, load averages before and after, the command).
 """
@@ -104,8 +106,13 @@ class PlainLoop:
             if cfg.train.precision == "fp16" else None
         )
 
-    def train(self, round_: int, clients: list[int], max_batches: int | None = None) -> int:
-        """Train the round's clients' batches in order; returns the number of samples."""
+    def train(self, round_: int, clients: list[int], warmup: bool = False) -> int:
+        """Train the round's clients' batches in order; returns the number of samples.
+
+        warmup: only each client's first and last batch, i.e. every batch shape the round
+        has (a client's last batch is often smaller), so that the timed loops find their
+        kernels selected and memory allocated.
+        """
         cfg, data, model, opt = self.cfg, self.data, self.model, self.opt
         lr = lr_at_round(cfg.train, round_)
         for g in opt.param_groups:
@@ -114,7 +121,7 @@ class PlainLoop:
         samples = 0
         for k in clients:
             idx, batches, gen = _client_batches(cfg, data, k, round_)
-            for b in batches[:max_batches]:
+            for b in ([batches[0], batches[-1]] if warmup else batches):
                 sel = idx[b.to(self.device)]
                 x = _normalize(data, data.x_train[sel])
                 y = data.y_train[sel]
@@ -162,7 +169,6 @@ def run_sim_bench(
     model_fn: Callable[[RunConfig, FederatedData], nn.Module] | None = None,
     label: str = "",
     command: str = "",
-    warmup_batches: int = 4,
 ) -> dict[str, Any]:
     """Benchmark `rounds` FL rounds of `cfg` against the plain loop; returns the report."""
     from fedbench.fl.loop import FederatedRun, _versions
@@ -177,8 +183,7 @@ def run_sim_bench(
         run = FederatedRun(cfg, tmp, data=data, model_fn=model_fn)
         setup_s = time.perf_counter() - t0
         plain = PlainLoop(cfg, run.data, run.model, run.trainable)
-        first = run.strategy.configure(1)[:1]
-        plain.train(1, first, max_batches=warmup_batches)  # untimed warm-up
+        plain.train(1, run.strategy.configure(1), warmup=True)  # untimed
         plain = PlainLoop(cfg, run.data, run.model, run.trainable)  # fresh optimizer state
         rows = []
         for _ in range(cfg.train.rounds):
