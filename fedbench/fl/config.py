@@ -69,6 +69,31 @@ train
                                 gradient where a conv is followed by BN: see
                                 method.adf_position. The LSA steps always run with frozen
                                 BN (as NNCodec's LSA does).
+  precision (fp32|bf16|fp16, fp32)  autocast of local training and evaluation on the
+                                run's device: the forward/backward matmuls and convolutions
+                                in bfloat16 or float16, with float32 master weights, so the
+                                model, the update and everything the codec sees stay float32.
+                                fp16 scales the loss (torch.amp.GradScaler, a fresh one per
+                                client and round starting at 2^10; a step whose gradients
+                                overflow is skipped). On CPUs bf16 can only pay with bf16
+                                matrix units (AMX, see fedbench.fl.client.cpu_bf16_support):
+                                with AVX512-BF16 alone ResNet-20 trained at 0.7-0.8x the
+                                fp32 samples/s. fp16 autocast runs on any CPU but is slow on
+                                most (no fp16 matrix units), so it is meant for CUDA.
+                                Results depend on it (part of the config).
+  memory_format (contiguous|channels_last, contiguous)  layout of the model's 4-D weights
+                                and of the input batches in local training and evaluation.
+                                The state, updates and codec inputs keep the standard
+                                contiguous layout. Results agree within float tolerance.
+  parallel_clients (int>=1, 1)  train up to this many of a round's clients at once, each on
+                                its own model replica in a thread with threads //
+                                parallel_clients torch threads (at least 1); coding,
+                                aggregation and accounting stay in client order. Every client
+                                keeps its own seeds and batch order, so the results equal
+                                sequential training within float tolerance (the reduction
+                                order follows the per-thread thread count). Models with
+                                dropout (global torch RNG) are refused. train_s is then the
+                                wall time of the training phase, not the sum over clients.
 
 setting
   direction (uni|bi, uni)       uni: uplink compressed, downlink = full fp32 model to each
@@ -175,6 +200,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("sgd", "adam"),
     "train.lr_schedule": ("constant", "cosine", "step"),
     "train.bn_mode": ("batch", "frozen", "running"),
+    "train.precision": ("fp32", "bf16", "fp16"),
+    "train.memory_format": ("contiguous", "channels_last"),
     "setting.direction": ("uni", "bi"),
     "setting.initial_model": ("free", "charged"),
     "method.name": METHODS,
@@ -232,6 +259,9 @@ class TrainConfig:
     lr_gamma: float = 0.1
     keep_optimizer_state: bool = False
     bn_mode: str = "batch"
+    precision: str = "fp32"
+    memory_format: str = "contiguous"
+    parallel_clients: int = 1
 
 
 @dataclass
@@ -428,6 +458,9 @@ def _validate(cfg: RunConfig) -> None:
     _check(t.momentum >= 0, "train.momentum", "must be >= 0", t.momentum)
     _check(t.weight_decay >= 0, "train.weight_decay", "must be >= 0", t.weight_decay)
     _check(0 < t.lr_gamma, "train.lr_gamma", "must be > 0", t.lr_gamma)
+    _check(
+        t.parallel_clients >= 1, "train.parallel_clients", "must be >= 1", t.parallel_clients
+    )
     _check(0 <= m.sparsity < 1, "method.sparsity", "must be in [0, 1)", m.sparsity)
     if m.downlink_sparsity is not None:
         _check(

@@ -86,6 +86,7 @@ from fedbench.fl.compressors import (
 )
 from fedbench.fl.config import ConfigError, RunConfig, config_to_dict
 from fedbench.fl.ledger import CLASSES, Ledger, class_bytes, tensor_classes
+from fedbench.fl.parallel import ClientPool, has_global_rng_layers
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -358,27 +359,81 @@ class FederatedRun:
         self.synced: dict[int, int] = {}
         self.initialised: set[int] = set()
         self.majority_acc = self.data.majority_acc()
+        self._pool: ClientPool | None = None
+        if cfg.train.parallel_clients > 1 and has_global_rng_layers(self.model):
+            # the workers would race for torch's global RNG: results would not be seeded
+            raise ConfigError(
+                "train.parallel_clients: the model has dropout layers (torch's global RNG), "
+                "which concurrent clients cannot draw from reproducibly; use 1"
+            )
 
     # ------------------------------------------------------------------ one round
 
-    def _client_update(
-        self, k: int, start: dict[str, torch.Tensor], lr: float, round_: int
-    ) -> tuple[dict[str, np.ndarray], bytes, float, float, float]:
-        """Train client k, return (decoded update, bitstream, loss, train_s, code_s)."""
+    def _train_client(
+        self, model: nn.Module, k: int, start: dict[str, torch.Tensor], lr: float, round_: int
+    ) -> tuple[float, dict[str, Any]]:
+        """Load `start` into `model` and train client k on it; (loss, optimizer state)."""
         cfg = self.cfg
-        t0 = time.perf_counter()
-        self.model.load_state_dict(start)
+        model.load_state_dict(start)
         seed = derive_seed(cfg.seed, round_, k)
-        loss, opt_state = train_local(
-            self.model, self.data, self.data.client_indices[k], cfg.train, lr, self.trainable,
+        return train_local(
+            model, self.data, self.data.client_indices[k], cfg.train, lr, self.trainable,
             seed, augment=cfg.data.augment, optimizer_state=self.opt_states.get(k),
             bn_mode=cfg.train.bn_mode, adf_lr_scale=cfg.method.adf_lr_scale,
         )
+
+    def _train_parallel(
+        self, selected: list[int], start: dict[str, torch.Tensor], lr: float, round_: int
+    ) -> Any:
+        """Yield (client, trained or None, parallel train seconds) in client order.
+
+        train.parallel_clients = K > 1: the clients are trained K at a time on the pool's
+        replicas (a chunk is yielded, i.e. coded, before the next one trains, because each
+        replica holds its client's model until then); the chunk's wall time is charged
+        once, with its first client. K = 1: None, and _client_update trains in place.
+        """
+        cfg = self.cfg
+        workers = cfg.train.parallel_clients
+        if workers <= 1 or len(selected) <= 1:
+            for k in selected:
+                yield k, None, 0.0
+            return
+        if self._pool is None:
+            self._pool = ClientPool(self.model, workers, cfg.threads)
+        for i in range(0, len(selected), workers):
+            chunk = selected[i : i + workers]
+            t0 = time.perf_counter()
+            done = self._pool.map(
+                lambda model, k: self._train_client(model, k, start, lr, round_), chunk
+            )
+            par_s = time.perf_counter() - t0
+            # the global RNG as sequential training leaves it (the workers re-seeded it in
+            # turn; nothing drew from it, see the dropout check)
+            torch.manual_seed(derive_seed(derive_seed(cfg.seed, round_, chunk[-1]), 2))
+            for j, (k, trained) in enumerate(zip(chunk, done)):
+                yield k, trained, par_s if j == 0 else 0.0
+
+    def _client_update(
+        self, k: int, start: dict[str, torch.Tensor], lr: float, round_: int,
+        trained: tuple[nn.Module, tuple[float, dict[str, Any]]] | None = None,
+    ) -> tuple[dict[str, np.ndarray], bytes, float, float, float]:
+        """Train client k, return (decoded update, bitstream, loss, train_s, code_s).
+
+        `trained`: (replica, (loss, optimizer state)) of a client already trained by the
+        parallel phase; its training time is then the caller's (train_s excludes it).
+        """
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        if trained is None:
+            model = self.model
+            loss, opt_state = self._train_client(model, k, start, lr, round_)
+        else:
+            model, (loss, opt_state) = trained
         if cfg.train.keep_optimizer_state:
             self.opt_states[k] = opt_state
         train_s = time.perf_counter() - t0
         res = self.residuals.get(k)
-        update = self._delta(start, res)
+        update = self._delta(model, start, res)
         if not math.isfinite(loss) or not all(np.isfinite(u).all() for u in update.values()):
             raise TrainingDiverged(
                 f"round {round_}, client {k}: local training diverged (non-finite loss or "
@@ -390,9 +445,9 @@ class FederatedRun:
             dec = self.up.decode(self.up.encode(update))
             code_s += time.perf_counter() - t1
             t1 = time.perf_counter()
-            self._lsa(k, start, dec, lr, round_)
+            self._lsa(model, k, start, dec, lr, round_)
             train_s += time.perf_counter() - t1
-            fine = self._delta(start, res)
+            fine = self._delta(model, start, res)
             update = {
                 n: (update[n] if s.kind == "weight" else fine[n])
                 for n, s in self.template.items()
@@ -405,24 +460,26 @@ class FederatedRun:
         return dec, bits, loss, train_s, code_s
 
     def _delta(
-        self, start: dict[str, torch.Tensor], res: dict[str, np.ndarray] | None
+        self, model: nn.Module, start: dict[str, torch.Tensor], res: dict[str, np.ndarray] | None
     ) -> dict[str, np.ndarray]:
         """Client model minus start, plus the client's residual, for the transmitted tensors."""
-        state = self.model.state_dict()
+        state = model.state_dict()
         out = {}
         for n in self.template:
-            d = (state[n] - start[n]).detach().cpu().numpy().astype(np.float32)
+            # .contiguous(): a channels_last difference would give a non-C-contiguous array
+            # (astype keeps strides), and the codec and residuals expect the standard layout
+            d = (state[n] - start[n]).detach().contiguous().cpu().numpy().astype(np.float32)
             out[n] = d + res[n] if res is not None else d
         return out
 
     def _lsa(
-        self, k: int, start: dict[str, torch.Tensor], dec: dict[str, np.ndarray], lr: float,
-        round_: int,
+        self, model: nn.Module, k: int, start: dict[str, torch.Tensor],
+        dec: dict[str, np.ndarray], lr: float, round_: int,
     ) -> None:
         """LSA-style: set weights to start + decoded update, train only the factors."""
         cfg = self.cfg
         with torch.no_grad():
-            state = self.model.state_dict()
+            state = model.state_dict()
             for n, s in self.template.items():
                 if s.kind == "weight":
                     state[n].copy_(start[n] + torch.from_numpy(dec[n]).to(start[n].device))
@@ -431,7 +488,7 @@ class FederatedRun:
         # round's lr times adf_lr_scale
         lsa_lr = cfg.method.lsa_lr or lr * cfg.method.adf_lr_scale
         train_local(
-            self.model, self.data, self.data.client_indices[k], cfg.train,
+            model, self.data, self.data.client_indices[k], cfg.train,
             lsa_lr, self.trainable, derive_seed(cfg.seed, round_, k, 0x15A),
             steps=cfg.method.lsa_steps, augment=cfg.data.augment, only=factors, bn_mode="frozen",
         )
@@ -489,8 +546,9 @@ class FederatedRun:
         start = self.view if bi else self.global_state
         results, losses, sparsities = [], [], []
         train_s, code_s = 0.0, 0.0
-        for k in selected:
-            dec, bits, loss, ts, cs = self._client_update(k, start, lr, r)
+        for k, trained, par_s in self._train_parallel(selected, start, lr, r):
+            dec, bits, loss, ts, cs = self._client_update(k, start, lr, r, trained)
+            train_s += par_s
             results.append((dec, self.sizes[k]))
             losses.append((loss, self.sizes[k]))
             sparsities.append(_sparsity(dec, self.template))
@@ -514,7 +572,8 @@ class FederatedRun:
         if bi:
             t1 = time.perf_counter()
             u = {
-                n: (self.global_state[n] - self.view[n]).cpu().numpy().astype(np.float32)
+                n: (self.global_state[n] - self.view[n]).contiguous().cpu().numpy()
+                .astype(np.float32)
                 for n in self.template
             }
             bits = self.down.encode(u)
@@ -569,13 +628,14 @@ class FederatedRun:
             return {}
         key = self.primary_metric()
         bs = cfg.train.eval_batch_size
+        opts = {"precision": cfg.train.precision, "memory_format": cfg.train.memory_format}
         self.model.load_state_dict(self.global_state)
-        out = evaluate(self.model, self.data, bs)
+        out = evaluate(self.model, self.data, bs, **opts)
         if self.data.has_val:
-            out["val_metric"] = evaluate(self.model, self.data, bs, split="val")[key]
+            out["val_metric"] = evaluate(self.model, self.data, bs, split="val", **opts)[key]
         if self.view is not None:
             self.model.load_state_dict(self.view)
-            clients = evaluate(self.model, self.data, bs)
+            clients = evaluate(self.model, self.data, bs, **opts)
         else:
             clients = out  # uni: clients receive W itself, losslessly
         out["clients_test_acc"] = clients["test_acc"]
@@ -669,7 +729,9 @@ class FederatedRun:
             "train_s": float(sum(r["train_s"] for r in self.rows)),
             "code_s": float(sum(r["code_s"] for r in self.rows)),
             "wall_s": self.elapsed, "seed": cfg.seed, "device": str(self.device),
-            "threads": cfg.threads, "versions": _versions(), "config": config_to_dict(cfg),
+            "threads": cfg.threads, "precision": cfg.train.precision,
+            "memory_format": cfg.train.memory_format,
+            "parallel_clients": cfg.train.parallel_clients, "versions": _versions(), "config": config_to_dict(cfg),
         }
 
     def write_ledger(self) -> None:
