@@ -19,13 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fedbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"fedbench.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"fedbench.commands.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"fedbench.commands.{name}").register(sub)
     return parser
 
 

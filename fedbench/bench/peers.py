@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bz2
 import contextlib
-import importlib
 import io
 import lzma
 import math
@@ -119,16 +118,6 @@ def _quant_module() -> Any:
     return quant
 
 
-def _codec_api() -> tuple[Any, Any, Any]:
-    """Our codec's public encode/decode and CodecConfig, imported lazily."""
-    from fedbench.codec import config
-
-    codec = importlib.import_module("fedbench.codec")
-    encode = getattr(codec, "encode", None) or config.encode
-    decode = getattr(codec, "decode", None) or config.decode
-    return encode, decode, config.CodecConfig
-
-
 def _cabac_module() -> Any:
     """Our CABAC (encode_levels), for the per-tensor byte identity check."""
     from fedbench.codec import cabac
@@ -155,13 +144,9 @@ def make_reference(tensors: dict[str, np.ndarray], settings: Settings) -> Refere
         levels[name] = lv.astype(np.int32, copy=False)
         recon[name] = _dequantize(quant, levels[name], qp, settings.qp_density, dq)
         nnz += int(np.count_nonzero(lv))
-    h0: float | None
-    try:
-        from fedbench.codec.entropy import zeroth_order_entropy_bytes
+    from fedbench.codec.entropy import zeroth_order_entropy_bytes
 
-        h0 = float(zeroth_order_entropy_bytes(list(levels.values())))
-    except ImportError:
-        h0 = None
+    h0 = float(zeroth_order_entropy_bytes(list(levels.values())))
     total = sum(t.size for t in tensors.values())
     return Reference(levels, recon, h0, nnz / total if total else 0.0)
 
@@ -187,24 +172,13 @@ def _recon_equal(decoded: dict[str, np.ndarray], ref: Reference) -> bool:
     return True
 
 
-def _decoded_tensors(obj: Any) -> dict[str, np.ndarray]:
-    """Extract name -> array from our decode() result (a dict, or a container holding one)."""
-    if isinstance(obj, dict):
-        return obj
-    for attr in ("tensors", "arrays", "parameters"):
-        val = getattr(obj, attr, None)
-        if isinstance(val, dict):
-            return val
-    raise TypeError(f"cannot read tensors out of decode() result of type {type(obj).__name__}")
-
-
 def _our_peer(
     name: str, tensors: dict[str, np.ndarray], ref: Reference, settings: Settings
 ) -> Peer:
-    try:
-        encode_fn, decode_fn, codec_config_cls = _codec_api()
-    except (ImportError, AttributeError) as exc:
-        return _unavailable_peer(name, f"fedbench.codec not complete ({exc})")
+    from fedbench.codec import CodecConfig
+    from fedbench.codec import decode as decode_fn
+    from fedbench.codec import encode as encode_fn
+
     mode = "sparse" if name == "sparse" else "nnc"
     kwargs: dict[str, Any] = {
         "mode": mode,
@@ -217,20 +191,11 @@ def _our_peer(
     }
     if name == "nnc-1t":
         kwargs["num_threads"] = 1
-    try:
-        cfg = codec_config_cls(**kwargs)
-    except TypeError:
-        # A CodecConfig without some of these fields: keep only the ones it knows.
-        import dataclasses
-
-        known = {f.name for f in dataclasses.fields(codec_config_cls)}
-        cfg = codec_config_cls(**{k: v for k, v in kwargs.items() if k in known})
-    threads = getattr(cfg, "num_threads", None)
-    if not threads:
-        threads = os.cpu_count() or 1
+    cfg = CodecConfig(**kwargs)
+    threads = cfg.num_threads or os.cpu_count() or 1
 
     def verify(decoded: Any) -> bool:
-        return _recon_equal(_decoded_tensors(decoded), ref)
+        return _recon_equal(decoded, ref)
 
     def decode(data: bytes) -> Any:
         # The stream does not carry the thread count: the single-thread row must pass it here.
@@ -312,10 +277,7 @@ def _gp_funcs(
 def _gp_peers(name: str, ref: Reference, settings: Settings) -> list[Peer]:
     """Two rows per coder: levels as int32 bytes, and as the smallest dtype that holds them."""
     level = _gp_level(name, settings)
-    try:
-        comp, decomp = _gp_funcs(name, level)
-    except ImportError as exc:
-        return [_unavailable_peer(f"{name}-{level}", f"{exc}")]
+    comp, decomp = _gp_funcs(name, level)
     out: list[Peer] = []
     shapes = {k: v.shape for k, v in ref.levels.items()}
     min_dt = smallest_int_dtype(ref.levels)
@@ -389,11 +351,7 @@ def nncodec_identity_check(ref: Reference, settings: Settings) -> dict[str, Any]
     the sizes and whether every payload appears, in order, in NNCodec's bitstream.
     """
     out: dict[str, Any] = {"identical": None, "reason": ""}
-    try:
-        cabac = _cabac_module()
-    except ImportError as exc:
-        out["reason"] = f"fedbench.codec.cabac missing ({exc})"
-        return out
+    cabac = _cabac_module()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             from nncodec import nnc

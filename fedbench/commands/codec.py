@@ -20,10 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="also fail when quantize_dq does not reproduce the DQ levels")
     conf.set_defaults(func=_cmd_conformance)
 
-    try:
-        from fedbench.bench.cli import add_bench_arguments, run_bench
-    except ImportError:
-        return
+    from fedbench.bench.cli import add_bench_arguments, run_bench
+
     bench = sub.add_parser("bench", help="benchmark the codec against its peers")
     add_bench_arguments(bench)
     bench.set_defaults(func=lambda args: run_bench(args))

@@ -164,17 +164,6 @@ def test_nncodec_peer_skipped_cleanly_when_not_importable(monkeypatch):
     assert checks["A"]["nncodec_identity"]["identical"] is None
 
 
-def test_our_peers_skipped_cleanly_when_codec_incomplete(monkeypatch):
-    def broken():
-        raise ImportError("no fedbench.codec.config")
-
-    monkeypatch.setattr(peers, "_codec_api", broken)
-    tensors = workloads.gaussian_weights(scale=0.01)
-    ref = peers.make_reference(tensors, peers.Settings())
-    made = peers.make_peers(["nnc", "sparse"], tensors, ref, peers.Settings())
-    assert all(p.unavailable and "fedbench.codec" in p.unavailable for p in made)
-
-
 def test_unknown_peer_is_rejected():
     with pytest.raises(ValueError, match="unknown peer"):
         peers.make_peers(["gzip"], {}, None, peers.Settings())  # type: ignore[arg-type]
