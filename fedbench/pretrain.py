@@ -81,25 +81,42 @@ def pretrain(
     for epoch in range(1, epochs + 1):
         lr = lr_at_round(train, epoch)
         loss, _ = train_local(
-            model, data, indices, train, lr, trainable, derive_seed(cfg.seed, epoch, 0x9E7),
-            augment=cfg.data.augment, bn_mode=cfg.train.bn_mode,
+            model,
+            data,
+            indices,
+            train,
+            lr,
+            trainable,
+            derive_seed(cfg.seed, epoch, 0x9E7),
+            augment=cfg.data.augment,
+            bn_mode=cfg.train.bn_mode,
         )
         ev = evaluate(model, data, cfg.train.eval_batch_size)
         val = evaluate(model, data, cfg.train.eval_batch_size, "val")[key] if data.has_val else None
-        history.append({"epoch": epoch, "lr": lr, "train_loss": loss, "test": ev[key],
-                        "val": val})
+        history.append({"epoch": epoch, "lr": lr, "train_loss": loss, "test": ev[key], "val": val})
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
     blob = buf.getvalue()
     _atomic_write(out / CHECKPOINT, blob)
     report = {
-        "source": cfg.data.name, "model": cfg.model.name, "task": data.task,
-        "num_classes": data.num_classes, "channels": data.channels, "epochs": epochs,
-        "metric": key, "final_test": history[-1]["test"], "final_val": history[-1]["val"],
-        "majority_acc": data.majority_acc(), "history": history,
-        "checkpoint": CHECKPOINT, "sha256": hashlib.sha256(blob).hexdigest(),
-        "train_samples": len(indices), "wall_s": time.perf_counter() - t0,
-        "threads": cfg.threads, "device": str(device), "versions": _versions(),
+        "source": cfg.data.name,
+        "model": cfg.model.name,
+        "task": data.task,
+        "num_classes": data.num_classes,
+        "channels": data.channels,
+        "epochs": epochs,
+        "metric": key,
+        "final_test": history[-1]["test"],
+        "final_val": history[-1]["val"],
+        "majority_acc": data.majority_acc(),
+        "history": history,
+        "checkpoint": CHECKPOINT,
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "train_samples": len(indices),
+        "wall_s": time.perf_counter() - t0,
+        "threads": cfg.threads,
+        "device": str(device),
+        "versions": _versions(),
         "config": config_to_dict(cfg),
     }
     _atomic_write(out / REPORT, (json.dumps(report, indent=2) + "\n").encode())

@@ -349,9 +349,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines = []
     for j, c in enumerate(cells):
         lines.append(
-            "  ".join(
-                x.ljust(widths[i]) if i < 2 else x.rjust(widths[i]) for i, x in enumerate(c)
-            )
+            "  ".join(x.ljust(widths[i]) if i < 2 else x.rjust(widths[i]) for i, x in enumerate(c))
         )
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))

@@ -260,9 +260,7 @@ def _gp_level(name: str, settings: Settings) -> int:
     return settings.zstd_level if name == "zstd" else _GP_LEVELS[name]
 
 
-def _gp_funcs(
-    name: str, level: int
-) -> tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]:
+def _gp_funcs(name: str, level: int) -> tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]:
     if name == "zlib":
         return (lambda b: zlib.compress(b, level)), zlib.decompress
     if name == "lzma":

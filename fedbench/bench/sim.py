@@ -58,8 +58,17 @@ from fedbench.fl.config import RunConfig, config_to_dict
 __all__ = ["COLUMNS", "cpu_model", "format_table", "run_sim_bench", "write_outputs"]
 
 COLUMNS = [
-    "round", "clients", "samples", "train_s", "plain_s", "samples_per_s",
-    "plain_samples_per_s", "overhead_pct", "code_s", "eval_s", "step_s",
+    "round",
+    "clients",
+    "samples",
+    "train_s",
+    "plain_s",
+    "samples_per_s",
+    "plain_samples_per_s",
+    "overhead_pct",
+    "code_s",
+    "eval_s",
+    "step_s",
 ]
 # Leading columns naming the variant, so that tables of several runs concatenate.
 LABELS = ["config", "precision", "memory_format", "threads", "parallel_clients"]
@@ -90,8 +99,9 @@ def _client_batches(
 class PlainLoop:
     """The reference: one model and optimizer trained over the given clients' batches."""
 
-    def __init__(self, cfg: RunConfig, data: FederatedData, model: nn.Module,
-                 trainable: set[str]) -> None:
+    def __init__(
+        self, cfg: RunConfig, data: FederatedData, model: nn.Module, trainable: set[str]
+    ) -> None:
         self.cfg, self.data = cfg, data
         self.model = copy.deepcopy(model)
         for name, p in self.model.named_parameters():
@@ -103,7 +113,8 @@ class PlainLoop:
         self.device = data.x_train.device
         self.scaler = (
             torch.amp.GradScaler(self.device.type, init_scale=FP16_INIT_SCALE)
-            if cfg.train.precision == "fp16" else None
+            if cfg.train.precision == "fp16"
+            else None
         )
 
     def train(self, round_: int, clients: list[int], warmup: bool = False) -> int:
@@ -121,7 +132,7 @@ class PlainLoop:
         samples = 0
         for k in clients:
             idx, batches, gen = _client_batches(cfg, data, k, round_)
-            for b in ([batches[0], batches[-1]] if warmup else batches):
+            for b in [batches[0], batches[-1]] if warmup else batches:
                 sel = idx[b.to(self.device)]
                 x = _normalize(data, data.x_train[sel])
                 y = data.y_train[sel]
@@ -144,20 +155,32 @@ class PlainLoop:
 
 def _round_samples(cfg: RunConfig, data: FederatedData, clients: list[int], round_: int) -> int:
     """Samples local training goes through in a round (LSA steps not counted)."""
-    return sum(
-        sum(len(b) for b in _client_batches(cfg, data, k, round_)[1]) for k in clients
-    )
+    return sum(sum(len(b) for b in _client_batches(cfg, data, k, round_)[1]) for k in clients)
 
 
-def _row(r: Any, clients: int, samples: int, train_s: float, plain_s: float, code_s: float,
-         eval_s: float, step_s: float) -> dict[str, Any]:
+def _row(
+    r: Any,
+    clients: int,
+    samples: int,
+    train_s: float,
+    plain_s: float,
+    code_s: float,
+    eval_s: float,
+    step_s: float,
+) -> dict[str, Any]:
     """One table row; rates in samples per second, overhead in percent of the plain loop."""
     return {
-        "round": r, "clients": clients, "samples": samples, "train_s": train_s,
-        "plain_s": plain_s, "samples_per_s": samples / train_s if train_s > 0 else float("nan"),
+        "round": r,
+        "clients": clients,
+        "samples": samples,
+        "train_s": train_s,
+        "plain_s": plain_s,
+        "samples_per_s": samples / train_s if train_s > 0 else float("nan"),
         "plain_samples_per_s": samples / plain_s if plain_s > 0 else float("nan"),
         "overhead_pct": 100.0 * (train_s - plain_s) / plain_s if plain_s > 0 else float("nan"),
-        "code_s": code_s, "eval_s": eval_s, "step_s": step_s,
+        "code_s": code_s,
+        "eval_s": eval_s,
+        "step_s": step_s,
     }
 
 
@@ -198,23 +221,46 @@ def run_sim_bench(
             want = _round_samples(cfg, run.data, clients, r)
             if samples != want:  # pragma: no cover - both follow _batches
                 raise RuntimeError(f"plain loop trained {samples} samples, FL {want}")
-            rows.append(_row(r, len(clients), samples, fl["train_s"], plain_s, fl["code_s"],
-                             fl["eval_s"], step_s))
+            rows.append(
+                _row(
+                    r,
+                    len(clients),
+                    samples,
+                    fl["train_s"],
+                    plain_s,
+                    fl["code_s"],
+                    fl["eval_s"],
+                    step_s,
+                )
+            )
         pool = run._pool
         if pool is not None:
             pool.close()
-    tot = {k: sum(row[k] for row in rows) for k in
-           ("clients", "samples", "train_s", "plain_s", "code_s", "eval_s", "step_s")}
+    tot = {
+        k: sum(row[k] for row in rows)
+        for k in ("clients", "samples", "train_s", "plain_s", "code_s", "eval_s", "step_s")
+    }
     rows.append(_row("total", **tot))
     return {
-        "label": label, "command": command, "rows": rows, "columns": COLUMNS,
-        "precision": cfg.train.precision, "memory_format": cfg.train.memory_format,
-        "parallel_clients": cfg.train.parallel_clients, "threads": cfg.threads,
-        "torch_threads": torch.get_num_threads(), "rounds": cfg.train.rounds,
-        "setup_s": setup_s, "device": str(run.device), "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(), "cpu_bf16": cpu_bf16_support(),
-        "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
-        "versions": _versions(), "config": config_to_dict(cfg),
+        "label": label,
+        "command": command,
+        "rows": rows,
+        "columns": COLUMNS,
+        "precision": cfg.train.precision,
+        "memory_format": cfg.train.memory_format,
+        "parallel_clients": cfg.train.parallel_clients,
+        "threads": cfg.threads,
+        "torch_threads": torch.get_num_threads(),
+        "rounds": cfg.train.rounds,
+        "setup_s": setup_s,
+        "device": str(run.device),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_bf16": cpu_bf16_support(),
+        "loadavg_before": list(load_before),
+        "loadavg_after": list(os.getloadavg()),
+        "versions": _versions(),
+        "config": config_to_dict(cfg),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -229,8 +275,10 @@ def write_outputs(report: dict[str, Any], stem: str | Path) -> tuple[Path, Path]
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     labels = {
-        "config": report["label"], "precision": report["precision"],
-        "memory_format": report["memory_format"], "threads": report["threads"],
+        "config": report["label"],
+        "precision": report["precision"],
+        "memory_format": report["memory_format"],
+        "threads": report["threads"],
         "parallel_clients": report["parallel_clients"],
     }
     buf = io.StringIO()
@@ -246,8 +294,10 @@ def write_outputs(report: dict[str, Any], stem: str | Path) -> tuple[Path, Path]
 
 def format_table(report: dict[str, Any]) -> str:
     """The rows as a fixed-width text table."""
-    head = f"{'round':>6} {'samples':>7} {'train_s':>8} {'plain_s':>8} {'smp/s':>8} " \
-           f"{'plain/s':>8} {'ovh%':>6} {'code_s':>7} {'eval_s':>7}"
+    head = (
+        f"{'round':>6} {'samples':>7} {'train_s':>8} {'plain_s':>8} {'smp/s':>8} "
+        f"{'plain/s':>8} {'ovh%':>6} {'code_s':>7} {'eval_s':>7}"
+    )
     lines = [head]
     for r in report["rows"]:
         lines.append(

@@ -415,7 +415,9 @@ def _enc_value(low, rng, bl, nb, bb, pos, out, cx, v, sigc, signc, tb, n, maxabs
                 k += 1
             if rmax == -1 or rmax >= base + (1 << k):
                 low, rng, bl, nb, bb, pos = enc_bin(low, rng, bl, nb, bb, pos, out, cx, c, 0)
-            low, rng, bl, nb, bb, pos = enc_bypass_bins(low, rng, bl, nb, bb, pos, out, rem - base, k)
+            low, rng, bl, nb, bb, pos = enc_bypass_bins(
+                low, rng, bl, nb, bb, pos, out, rem - base, k
+            )
         else:
             low, rng, bl, nb, bb, pos = enc_bin(low, rng, bl, nb, bb, pos, out, cx, c, 0)
     return low, rng, bl, nb, bb, pos
@@ -486,7 +488,7 @@ def _dec_value_simple(val, rng, bn, pos, ovr, data, cx, cls, n):
 
 @njit(cache=True, nogil=True)
 def encode_kernel(lv, base, hist, chan, skip_perm, prm, out, ep_tbo, ep_low, ep_dq):
-    """Encode one layer (initCtxModels .. finish) into out; returns the length or -1 if out is too small.
+    """Encode one layer (initCtxModels .. finish) into out; the length, or -1 if out is short.
 
     At the start of every block row br (blocked scans) it records the decoder's bit offset
     (the number of coder shifts so far), the low 8 bits of the coder's low register and the
@@ -519,7 +521,9 @@ def encode_kernel(lv, base, hist, chan, skip_perm, prm, out, ep_tbo, ep_low, ep_
             for r in range(rows):
                 if pos + nb + VALUE_MARGIN > cap:
                     return -1
-                low, rng, bl, nb, bb, pos = enc_bin(low, rng, bl, nb, bb, pos, out, cx, row_ctx, chan[r])
+                low, rng, bl, nb, bb, pos = enc_bin(
+                    low, rng, bl, nb, bb, pos, out, cx, row_ctx, chan[r]
+                )
     # estimator selection (param_opt pseudo-pass, then one flag per possible context)
     acc = np.zeros((nctx, 9), dtype=np.int64)
     if prm[P_PARAMOPT] and (prm[P_CBSIZE] != 1 or prm[P_PROFILE] == 0):
@@ -535,7 +539,9 @@ def encode_kernel(lv, base, hist, chan, skip_perm, prm, out, ep_tbo, ep_low, ep_
         if pos + nb + VALUE_MARGIN > cap:
             return -1
         e = _best_idx(acc, c)
-        low, rng, bl, nb, bb, pos = enc_bin(low, rng, bl, nb, bb, pos, out, cx, flag_ctx, 1 if e else 0)
+        low, rng, bl, nb, bb, pos = enc_bin(
+            low, rng, bl, nb, bb, pos, out, cx, flag_ctx, 1 if e else 0
+        )
         if e:
             low, rng, bl, nb, bb, pos = enc_bypass_bins(low, rng, bl, nb, bb, pos, out, e - 1, 3)
         ctx_set(cx, c, e)
@@ -618,7 +624,9 @@ def encode_kernel(lv, base, hist, chan, skip_perm, prm, out, ep_tbo, ep_low, ep_
                                     low <<= 1
                                     bl -= 1
                                     if bl < 12:
-                                        low, bl, nb, bb, pos = enc_write_out(low, bl, nb, bb, pos, out)
+                                        low, bl, nb, bb, pos = enc_write_out(
+                                            low, bl, nb, bb, pos, out
+                                        )
                                     x += k
                                 else:
                                     rng -= RPS_TABLE[q + (rng & 0xE0)]
@@ -646,8 +654,21 @@ def encode_kernel(lv, base, hist, chan, skip_perm, prm, out, ep_tbo, ep_low, ep_
                             )
                         else:
                             low, rng, bl, nb, bb, pos = _enc_value(
-                                low, rng, bl, nb, bb, pos, out, cx, v, sigc, signc,
-                                abs(bv), n, maxn if v < 0 else maxp, sign_coded,
+                                low,
+                                rng,
+                                bl,
+                                nb,
+                                bb,
+                                pos,
+                                out,
+                                cx,
+                                v,
+                                sigc,
+                                signc,
+                                abs(bv),
+                                n,
+                                maxn if v < 0 else maxp,
+                                sign_coded,
                             )
                     nbv = v
                     if dq:
@@ -668,7 +689,7 @@ def encode_kernel(lv, base, hist, chan, skip_perm, prm, out, ep_tbo, ep_low, ep_
 # ----------------------------------------------------------------------------- decoder
 @njit(cache=True, nogil=True)
 def decode_header(data, prm, chan, eco, state):
-    """Decode side info and estimator flags; fills chan/eco and state[0:5]; returns (rowskip, hdsp_flag)."""
+    """Decode side info and estimator flags into chan/eco, state[0:5]; (rowskip, hdsp_flag)."""
     n = prm[P_NGTX]
     nctx = ctx_count(n)
     flag_ctx = ctx_estimator_flag(n)
@@ -738,7 +759,9 @@ def _dec_value(val, rng, bn, pos, ovr, data, cx, signc, tb, n, maxp, maxn, sign_
             j = -1
             while True:
                 j += 1
-                val, rng, bn, pos, ovr, g = dec_bin(val, rng, bn, pos, ovr, data, cx, ctx_eg_prefix(n) + j)
+                val, rng, bn, pos, ovr, g = dec_bin(
+                    val, rng, bn, pos, ovr, data, cx, ctx_eg_prefix(n) + j
+                )
                 if g and (maxabs > d or maxabs == -1):
                     d += np.int64(1) << rb
                     rb += 1
@@ -752,8 +775,28 @@ def _dec_value(val, rng, bn, pos, ovr, data, cx, signc, tb, n, maxp, maxn, sign_
 
 
 @njit(cache=True, nogil=True)
-def decode_rows(data, prm, rs, hdsp_flag, chan, eco, base, hist, skip_perm, out,
-                state, br0, br1, use_ep, ep_off, ep_val, ep_dq, rec_off, rec_val, rec_dq):
+def decode_rows(
+    data,
+    prm,
+    rs,
+    hdsp_flag,
+    chan,
+    eco,
+    base,
+    hist,
+    skip_perm,
+    out,
+    state,
+    br0,
+    br1,
+    use_ep,
+    ep_off,
+    ep_val,
+    ep_dq,
+    rec_off,
+    rec_val,
+    rec_dq,
+):
     """Decode block rows [br0, br1) into out (zero-initialised); returns an error code (E_*).
 
     Sequential (use_ep == 0): continue from state (val, rng, bn, pos, ovr, dq, 0) with the
@@ -789,8 +832,23 @@ def decode_rows(data, prm, rs, hdsp_flag, chan, eco, base, hist, skip_perm, out,
     fast_ok = not (tca and prof1) and not hd_on and not cb1
     simple = fast_ok and maxp == -1 and maxn == -1 and sign_coded
     if simple and not dq and not prm[P_GENERAL]:
-        return decode_rows_lean(data, prm, rs_on, chan, eco, out, state, br0, br1, use_ep,
-                                ep_off, ep_val, rec_off, rec_val, rec_dq)
+        return decode_rows_lean(
+            data,
+            prm,
+            rs_on,
+            chan,
+            eco,
+            out,
+            state,
+            br0,
+            br1,
+            use_ep,
+            ep_off,
+            ep_val,
+            rec_off,
+            rec_val,
+            rec_dq,
+        )
     if prm[P_SCAN] == 0 and not rs_on:
         # raster without row skipping: one contiguous segment (longer zero runs)
         w = prm[P_NUM]
@@ -877,8 +935,20 @@ def decode_rows(data, prm, rs, hdsp_flag, chan, eco, base, hist, skip_perm, out,
                         )
                         if sig:
                             val, rng, bn, pos, ovr, d = _dec_value(
-                                val, rng, bn, pos, ovr, data, cx, signc, abs(bv), n,
-                                maxp, maxn, sign_coded, sgn_inf,
+                                val,
+                                rng,
+                                bn,
+                                pos,
+                                ovr,
+                                data,
+                                cx,
+                                signc,
+                                abs(bv),
+                                n,
+                                maxp,
+                                maxn,
+                                sign_coded,
+                                sgn_inf,
                             )
                         else:
                             d = np.int64(0)
@@ -937,7 +1007,6 @@ def dq_skip_perm(width):
     return perm
 
 
-
 # ----------------------------------------------------------------------------- lean decoder
 # The common case (no DQ, no TCA/HDSP, no codebook limits) has its own kernel. Everything on
 # the per-bin path takes and returns scalars only: numba inlines a function with an array
@@ -992,8 +1061,23 @@ def _lean_reset(ca, cs, csh0, csh1, eco):
 
 
 @njit(cache=True, nogil=True)
-def decode_rows_lean(data, prm, rs_on, chan, eco, out, state, br0, br1, use_ep, ep_off, ep_val,
-                     rec_off, rec_val, rec_dq):
+def decode_rows_lean(
+    data,
+    prm,
+    rs_on,
+    chan,
+    eco,
+    out,
+    state,
+    br0,
+    br1,
+    use_ep,
+    ep_off,
+    ep_val,
+    rec_off,
+    rec_val,
+    rec_dq,
+):
     """decode_rows for dq_flag 0 without TCA, HDSP or codebook limits (same results)."""
     n = prm[P_NGTX]
     nctx = eco.shape[0]
@@ -1250,7 +1334,9 @@ def encode_levels_lean(lv, chan, rs, prm, out, eco, coder, ep_tbo, ep_low, ep_dq
                                     low <<= 1
                                     bl -= 1
                                     if bl < 12:
-                                        low, bl, nb, bb, pos = enc_write_out(low, bl, nb, bb, pos, out)
+                                        low, bl, nb, bb, pos = enc_write_out(
+                                            low, bl, nb, bb, pos, out
+                                        )
                                     x += k
                                 else:
                                     rng -= RPS_TABLE[q + (rng & 0xE0)]

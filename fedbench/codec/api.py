@@ -46,7 +46,10 @@ _PARALLEL_MIN_PER_ITEM = 1 << 12
 
 
 def _pmap(
-    fn: Callable[[_T], _R], items: Iterable[_T], threads: int, work: int | None = None,
+    fn: Callable[[_T], _R],
+    items: Iterable[_T],
+    threads: int,
+    work: int | None = None,
     sizes: list[int] | None = None,
 ) -> list[_R]:
     """map over a thread pool (the kernels release the GIL); serial for one thread or little work.
@@ -83,7 +86,9 @@ class _Prepared:
 
 def _as_array(name: object, value: Any) -> np.ndarray:
     if not isinstance(name, str):
-        raise InvalidTensorError(f"tensor names must be strings, got {type(name).__name__} {name!r}")
+        raise InvalidTensorError(
+            f"tensor names must be strings, got {type(name).__name__} {name!r}"
+        )
     try:
         name.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -110,7 +115,11 @@ def _lossless_levels(name: str, arr: np.ndarray) -> np.ndarray:
 
 
 def _quantize(
-    w32: np.ndarray, qp: int, dq: bool, weight: bool, cfg: CodecConfig,
+    w32: np.ndarray,
+    qp: int,
+    dq: bool,
+    weight: bool,
+    cfg: CodecConfig,
     importance: np.ndarray | None,
 ) -> tuple[np.ndarray, int]:
     """Levels and the QP used: a QP too fine for the tensor's range is coarsened (stored)."""
@@ -128,14 +137,23 @@ def _quantize(
         # safe_qp's answer keeps every level within +-(2^31 - 2) for all three quantizers.
         qp = quant.safe_qp(w32, qp, cfg.qp_density)
     levels = quant.quantize(
-        w32, qp, cfg.qp_density, dq=dq, lambda_scale=lam, importance=imp,
-        scan_order=cfg.scan_order, cabac_unary_length=cfg.cabac_unary_length,
+        w32,
+        qp,
+        cfg.qp_density,
+        dq=dq,
+        lambda_scale=lam,
+        importance=imp,
+        scan_order=cfg.scan_order,
+        cabac_unary_length=cfg.cabac_unary_length,
     )
     return levels, qp
 
 
 def _prepare(
-    name: str, arr: np.ndarray, cfg: CodecConfig, importance: np.ndarray | None,
+    name: str,
+    arr: np.ndarray,
+    cfg: CodecConfig,
+    importance: np.ndarray | None,
     qp_override: int | None = None,
 ) -> _Prepared:
     shape = tuple(int(d) for d in arr.shape)
@@ -156,13 +174,23 @@ def _prepare(
         dq = cfg.dq and weight
         levels, qp = _quantize(w32, qp, dq, weight, cfg, importance)
         entry = TensorEntry(
-            name=name, dtype=arr.dtype.name, shape=shape, kind=KIND_QUANTIZED, coder=CODER_NNC,
-            qp=int(qp), qp_density=cfg.qp_density, dq=dq,
+            name=name,
+            dtype=arr.dtype.name,
+            shape=shape,
+            kind=KIND_QUANTIZED,
+            coder=CODER_NNC,
+            qp=int(qp),
+            qp_density=cfg.qp_density,
+            dq=dq,
         )
     else:
         levels = _lossless_levels(name, arr)
         entry = TensorEntry(
-            name=name, dtype=arr.dtype.name, shape=shape, kind=KIND_LOSSLESS, coder=CODER_NNC,
+            name=name,
+            dtype=arr.dtype.name,
+            shape=shape,
+            kind=KIND_LOSSLESS,
+            coder=CODER_NNC,
         )
     return _Prepared(entry, np.ascontiguousarray(levels, dtype=np.int32).reshape(shape))
 
@@ -275,8 +303,11 @@ def encode(
     threads = _threads(cfg.num_threads)
     work = sum(arr.size for _, arr in items)
     prepared = _pmap(
-        lambda it: _prepare(it[0], it[1], cfg, imp.get(it[0]), qps.get(it[0])), items, threads,
-        work, [arr.size for _, arr in items],
+        lambda it: _prepare(it[0], it[1], cfg, imp.get(it[0]), qps.get(it[0])),
+        items,
+        threads,
+        work,
+        [arr.size for _, arr in items],
     )
     if cfg.mode == "nnc":
         for p in prepared:
@@ -325,8 +356,13 @@ def _decode_segment(job: tuple[TensorEntry, np.ndarray, bytes, int, int, int]) -
 
 
 _INT_RANGES = {
-    "bool": (0, 1), "int8": (-128, 127), "int16": (-32768, 32767), "uint8": (0, 255),
-    "uint16": (0, 65535), "uint32": (0, INT32_MAX), "uint64": (0, INT32_MAX),
+    "bool": (0, 1),
+    "int8": (-128, 127),
+    "int16": (-32768, 32767),
+    "uint8": (0, 255),
+    "uint16": (0, 65535),
+    "uint32": (0, INT32_MAX),
+    "uint64": (0, INT32_MAX),
 }
 
 

@@ -74,13 +74,17 @@ def general_kernels() -> Iterator[None]:
 
 
 def parse_hdsp_mode(mode: Any) -> int:
-    """Map an HDSP mode ("AlwaysOff"/"TensorOff"/"TensorOn", "HdspMode.X", 99/0/1, enum) to 99/0/1."""
+    """An HDSP mode ("AlwaysOff"/"TensorOff"/"TensorOn", "HdspMode.X", 99/0/1, enum) as 99/0/1."""
     if isinstance(mode, (bool, np.bool_)):
-        raise SettingsError(f"hdspMode must be AlwaysOff/TensorOff/TensorOn or 99/0/1, got {mode!r}")
+        raise SettingsError(
+            f"hdspMode must be AlwaysOff/TensorOff/TensorOn or 99/0/1, got {mode!r}"
+        )
     if isinstance(mode, (int, np.integer)):
         if int(mode) in (99, 0, 1):
             return int(mode)
-        raise SettingsError(f"hdspMode integer must be 99 (AlwaysOff), 0 (TensorOff) or 1 (TensorOn), got {mode}")
+        raise SettingsError(
+            f"hdspMode integer must be 99 (AlwaysOff), 0 (TensorOff) or 1 (TensorOn), got {mode}"
+        )
     name = getattr(mode, "name", None)
     text = name if isinstance(name, str) else str(mode)
     key = text.rsplit(".", 1)[-1].strip().lower()
@@ -292,7 +296,7 @@ def encode_levels_with_entry_points(
     baseWeights: Any = None,
     **kw: Any,
 ) -> tuple[bytes, np.ndarray]:
-    """Encode like encode_levels; also return the entry points (uint64) decodeLayerAndCreateEPs gives.
+    """Encode like encode_levels, plus the entry points (uint64) decodeLayerAndCreateEPs gives.
 
     Entry point = (bit offset since the previous block row << 11) | (8 value bits << 3) | DQ
     state, one per block row after the first (empty unless a blocked scan has > 1 block row).
@@ -311,8 +315,10 @@ def encode_levels_with_entry_points(
     bits8 = (word >> (8 - sh)) & 255
     val = (bits8 - low[1:]) & 255
     delta = np.diff(tbo)
-    eps = (delta.astype(np.uint64) << np.uint64(11)) | (val.astype(np.uint64) << np.uint64(3)) | (
-        dq[1:].astype(np.uint64) & np.uint64(7)
+    eps = (
+        (delta.astype(np.uint64) << np.uint64(11))
+        | (val.astype(np.uint64) << np.uint64(3))
+        | (dq[1:].astype(np.uint64) & np.uint64(7))
     )
     return data, eps
 
@@ -320,7 +326,7 @@ def encode_levels_with_entry_points(
 def _encode(
     levels: Any, s: CabacSettings, ChanZeroList: Any, hdspHist: Any, baseWeights: Any
 ) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Validate, encode; returns (bytes, per-block-row shift counts, low bits, DQ states, block rows)."""
+    """Validate, encode; (bytes, per-block-row shift counts, low bits, DQ states, block rows)."""
     lv = np.asarray(levels)
     shape = _shape_tuple(lv.shape)
     tca = baseWeights is not None
@@ -375,26 +381,36 @@ def _as_bytes(data: Any) -> np.ndarray:
 def _check_finish(buf: np.ndarray, state: np.ndarray, what: str) -> None:
     """Terminating bin, stop pattern and byte count at the end of a stream."""
     if state[4] > 0:
-        raise TruncatedStreamError(f"{what}: stream truncated (decoder read past the end of the {buf.size} bytes)")
+        raise TruncatedStreamError(
+            f"{what}: stream truncated (decoder read past the end of the {buf.size} bytes)"
+        )
     t, stop_ok, consumed, ovr = K.decode_finish(buf, state)
     if ovr > 0:
         raise TruncatedStreamError(f"{what}: stream truncated before the terminating bin")
     if t != 1:
-        raise CorruptStreamError(f"{what}: terminating bin not found (corrupt stream or wrong settings/shape)")
+        raise CorruptStreamError(
+            f"{what}: terminating bin not found (corrupt stream or wrong settings/shape)"
+        )
     if not stop_ok:
-        raise CorruptStreamError(f"{what}: no proper stop/alignment pattern at the end of the stream")
+        raise CorruptStreamError(
+            f"{what}: no proper stop/alignment pattern at the end of the stream"
+        )
     if consumed != buf.size:
         raise CorruptStreamError(f"{what}: {buf.size - consumed} unconsumed trailing bytes")
 
 
-def _split_entry_points(eps: Any, nbr: int, first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _split_entry_points(
+    eps: Any, nbr: int, first: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Absolute bit offsets, value bits and DQ states per block row from reference entry points."""
     e = np.asarray(eps)
     if e.dtype.kind not in "iu":
         raise SettingsError(f"entry points must be integers, got dtype {e.dtype}")
     e = e.astype(np.uint64).reshape(-1)
     if e.size != nbr - 1:
-        raise CorruptStreamError(f"{e.size} entry points given, the layer has {nbr} block rows (needs {nbr - 1})")
+        raise CorruptStreamError(
+            f"{e.size} entry points given, the layer has {nbr} block rows (needs {nbr - 1})"
+        )
     off = np.zeros(nbr, dtype=np.int64)
     val = np.zeros(nbr, dtype=np.int64)
     dq = np.zeros(nbr, dtype=np.int64)
@@ -458,10 +474,32 @@ def _decode(
     rec_off[0] = first
     use_ep = entry_points is not None and nbr > 1
     if entry_points is not None and nbr <= 1 and np.asarray(entry_points).size:
-        raise CorruptStreamError(f"{np.asarray(entry_points).size} entry points given for a layer with one block row")
+        raise CorruptStreamError(
+            f"{np.asarray(entry_points).size} entry points given for a layer with one block row"
+        )
     if not use_ep:
-        err = K.decode_rows(buf, prm, rs, hflag, chan, eco, base, hist, perm, out, state, 0, nbr, 0,
-                            rec_off, rec_val, rec_dq, rec_off, rec_val, rec_dq)
+        err = K.decode_rows(
+            buf,
+            prm,
+            rs,
+            hflag,
+            chan,
+            eco,
+            base,
+            hist,
+            perm,
+            out,
+            state,
+            0,
+            nbr,
+            0,
+            rec_off,
+            rec_val,
+            rec_dq,
+            rec_off,
+            rec_val,
+            rec_dq,
+        )
         final = state
     else:
         ep_off, ep_val, ep_dq = _split_entry_points(entry_points, nbr, first)
@@ -471,9 +509,28 @@ def _decode(
         states = [state.copy() for _ in range(threads)]
 
         def run(i: int) -> int:
-            return K.decode_rows(buf, prm, rs, hflag, chan, eco, base, hist, perm, out, states[i],
-                                 int(bounds[i]), int(bounds[i + 1]), 1, ep_off, ep_val, ep_dq,
-                                 rec_off, rec_val, rec_dq)
+            return K.decode_rows(
+                buf,
+                prm,
+                rs,
+                hflag,
+                chan,
+                eco,
+                base,
+                hist,
+                perm,
+                out,
+                states[i],
+                int(bounds[i]),
+                int(bounds[i + 1]),
+                1,
+                ep_off,
+                ep_val,
+                ep_dq,
+                rec_off,
+                rec_val,
+                rec_dq,
+            )
 
         if threads == 1:
             errs = [run(0)]
@@ -483,19 +540,26 @@ def _decode(
         err = max(errs)
         for st in states:
             if st[4] > 0:
-                raise TruncatedStreamError("stream truncated: a block row reads past the end of the data")
-        bad = np.nonzero((rec_off[1:] != ep_off[1:]) | (rec_val[1:] != ep_val[1:]) | (rec_dq[1:] != ep_dq[1:]))[0]
+                raise TruncatedStreamError(
+                    "stream truncated: a block row reads past the end of the data"
+                )
+        bad = np.nonzero(
+            (rec_off[1:] != ep_off[1:]) | (rec_val[1:] != ep_val[1:]) | (rec_dq[1:] != ep_dq[1:])
+        )[0]
         if bad.size:
             raise CorruptStreamError(
-                f"entry point {int(bad[0])} does not match the stream (corrupt stream or entry points)"
+                f"entry point {int(bad[0])} does not match the stream "
+                "(corrupt stream or entry points)"
             )
         final = states[-1]
     if err == K.E_OVERFLOW:
         raise CorruptStreamError("decoded level does not fit in int32 (corrupt stream)")
     _check_finish(buf, final, "decode_levels")
     deltas = np.diff(rec_off).astype(np.uint64)
-    eps = (deltas << np.uint64(11)) | ((rec_val[1:].astype(np.uint64) & np.uint64(255)) << np.uint64(3)) | (
-        rec_dq[1:].astype(np.uint64) & np.uint64(7)
+    eps = (
+        (deltas << np.uint64(11))
+        | ((rec_val[1:].astype(np.uint64) & np.uint64(255)) << np.uint64(3))
+        | (rec_dq[1:].astype(np.uint64) & np.uint64(7))
     )
     return out.reshape(shp), eps.astype(np.uint64)
 
@@ -511,7 +575,7 @@ def decode_levels_with_entry_points(
     num_threads: int | None = None,
     **kw: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode a stream and also return its entry points (uint64, reference format; empty if none)."""
+    """Decode a stream, plus its entry points (uint64, reference format; empty if none)."""
     s = _settings(settings, kw, "decode")
     return _decode(data, shape, s, hdspHist, baseWeights, entry_points, num_threads)
 

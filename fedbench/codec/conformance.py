@@ -130,7 +130,9 @@ def _check_vector(v: dict[str, Any], npz: Any, quant: Any) -> VectorResult:
             _, enc_eps = encode_levels_with_entry_points(levels, **enc_args)
             if not np.array_equal(enc_eps, npz[ep_key].astype(np.uint64)):
                 res.bytes_ok = False
-                res.messages.append("entry points derived by the encoder differ from the stored ones")
+                res.messages.append(
+                    "entry points derived by the encoder differ from the stored ones"
+                )
     except Exception as exc:  # noqa: BLE001 - report, keep going with the other vectors
         res.messages.append(f"encode raised {type(exc).__name__}: {exc}")
     # round trip (always from the reference bytes)
@@ -145,7 +147,9 @@ def _check_vector(v: dict[str, Any], npz: Any, quant: Any) -> VectorResult:
         dec, eps = decode_levels_with_entry_points(ref, levels.shape, **dec_args)
         if not np.array_equal(dec, expected):
             ok = False
-            res.messages.append(f"sequential decode differs at {int(np.count_nonzero(dec != expected))} positions")
+            res.messages.append(
+                f"sequential decode differs at {int(np.count_nonzero(dec != expected))} positions"
+            )
         if not np.array_equal(eps.astype(np.uint64), ref_eps.astype(np.uint64)):
             ok = False
             res.messages.append("entry points differ from the stored ones")
@@ -199,8 +203,11 @@ def run_conformance(directory: str | Path) -> ConformanceResult:
             try:
                 results.append(_check_vector(v, npz, quant))
             except Exception as exc:  # noqa: BLE001 - malformed entry: report it as a failure
-                r = VectorResult(id=int(v.get("id", -1)), name=str(v.get("name", "?")),
-                                 category=str(v.get("category", "?")))
+                r = VectorResult(
+                    id=int(v.get("id", -1)),
+                    name=str(v.get("name", "?")),
+                    category=str(v.get("category", "?")),
+                )
                 r.messages.append(f"{type(exc).__name__}: {exc}")
                 results.append(r)
     return ConformanceResult(str(d), results, time.perf_counter() - t0, quant is not None)
@@ -225,8 +232,10 @@ def format_report(result: ConformanceResult) -> str:
             head += f" {'quant ok':>9}"
         lines.append(head)
         for v in rows:
-            line = (f"  {v.id:>4}  {v.name[:40]:<40} {v.num_bytes:>7} {_mark(v.bytes_ok):>9} "
-                    f"{_mark(v.roundtrip_ok):>13}")
+            line = (
+                f"  {v.id:>4}  {v.name[:40]:<40} {v.num_bytes:>7} {_mark(v.bytes_ok):>9} "
+                f"{_mark(v.roundtrip_ok):>13}"
+            )
             if qcol:
                 line += f" {_mark(v.quant_ok):>9}"
             lines.append(line)
@@ -236,7 +245,7 @@ def format_report(result: ConformanceResult) -> str:
     nb = sum(v.bytes_ok for v in result.vectors)
     nr = sum(v.roundtrip_ok for v in result.vectors)
     lines.append("")
-    summary = (f"summary: {result.num_passed}/{n} vectors pass (bytes {nb}/{n}, roundtrip {nr}/{n})")
+    summary = f"summary: {result.num_passed}/{n} vectors pass (bytes {nb}/{n}, roundtrip {nr}/{n})"
     if qcol:
         checked = [v for v in result.vectors if v.quant_ok is not None]
         summary += f", quant {sum(bool(v.quant_ok) for v in checked)}/{len(checked)}"

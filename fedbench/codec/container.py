@@ -54,8 +54,18 @@ CODER_SPARSE = 2
 FLAG_DEFLATED = 1
 
 DTYPES = (
-    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "float16", "float32", "float64",
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
 )
 DTYPE_CODES = {name: i for i, name in enumerate(DTYPES)}
 
@@ -303,9 +313,7 @@ def parse(data: bytes, *, max_elements: int) -> list[TensorEntry]:
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         if len(data) < len(MAGIC) and MAGIC.startswith(data):
             raise TruncatedStreamError(f"stream of {len(data)} bytes ends inside the magic")
-        raise FormatError(
-            f"not a fedbench codec stream: magic {data[:4]!r}, expected {MAGIC!r}"
-        )
+        raise FormatError(f"not a fedbench codec stream: magic {data[:4]!r}, expected {MAGIC!r}")
     r = _Reader(data, "stream", TruncatedStreamError)
     r.pos = len(MAGIC)
     version = r.u8("format version")
@@ -329,9 +337,7 @@ def parse(data: bytes, *, max_elements: int) -> list[TensorEntry]:
         except zlib.error as exc:
             raise CorruptStreamError(f"header does not inflate: {exc}") from exc
         if len(raw) != rawlen or not d.eof or d.unused_data:
-            raise CorruptStreamError(
-                f"header inflates to {len(raw)}+ bytes, announced {rawlen}"
-            )
+            raise CorruptStreamError(f"header inflates to {len(raw)}+ bytes, announced {rawlen}")
     else:
         raw = r.take(hlen, "header")
     h = _Reader(raw, "header", CorruptStreamError)

@@ -282,7 +282,7 @@ def dec_bit_offset(pos, bn):
 
 @njit(cache=True, nogil=True)
 def dec_seek(data, tbo, epval):
-    """Decoder state at entry point (bit offset tbo, 8 value bits epval), range 256 (setEntryPoint)."""
+    """Decoder state at an entry point (bit offset tbo, 8 value bits epval), range 256."""
     byte_off = (tbo + 9) >> 3
     bit_off = (tbo + 9) & 7
     pos = byte_off

@@ -143,7 +143,7 @@ def _float32_step(qp: int, qp_density: int) -> np.float32:
 
 
 def _fits(w32: np.ndarray, step: np.float32) -> bool:
-    """Whether every level of URQ, RDOQ and the trellis at this step lies within the trellis' limits."""
+    """Whether every URQ, RDOQ and trellis level at this step lies within the trellis' limits."""
     if not w32.size:
         return True
     scale = np.float32(np.float32(1.0) / step)
@@ -451,7 +451,7 @@ def quantize_rdoq(
     scan_order: int = 0,
     reference_rate: bool = True,
 ) -> np.ndarray:
-    """Rate-distortion optimised uniform quantization with live CABAC context rates (weighted RD)."""
+    """Rate-distortion optimised uniform quantization, live CABAC context rates (weighted RD)."""
     # Per weight (in scan order) pick among 0, r-1 and r (r = round(|w|/step)) the level with the
     # least F_i * (|w|/step - level)^2 + lambda * bits, lambda = lambda_scale * ln2 / 6 (step^2 per
     # bit), bits from the coder's contexts as they stand, which are then updated with the choice.
@@ -789,7 +789,7 @@ def estimate_rd_cost(
     cabac_unary_length: int = 11,
     scan_order: int = 0,
 ) -> tuple[float, float, float]:
-    """(J, distortion, bits): J = sum F_i (w_i/step - L_i)^2 + lambda*bits, adaptive-context bits."""
+    """(J, distortion, bits): J = sum F_i (w_i/step - L_i)^2 + lambda*bits (adaptive contexts)."""
     w32 = _as_weights(w)
     lv = np.asarray(levels)
     if lv.dtype.kind not in "iu" or lv.shape != w32.shape:

@@ -22,7 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sim.add_argument("--config", "-c", required=True, help="YAML file or preset name")
     sim.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config key (dotted, repeatable), as in `fedbench fl`",
     )
     sim.add_argument("--rounds", type=int, default=2, help="rounds to time (default 2)")

@@ -16,8 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="re-encode/decode DeepCABAC test vectors (vectors.npz + manifest.json) bit-exactly",
     )
     conf.add_argument("directory", metavar="DIR", help="folder with vectors.npz and manifest.json")
-    conf.add_argument("--strict-quant", action="store_true",
-                      help="also fail when quantize_dq does not reproduce the DQ levels")
+    conf.add_argument(
+        "--strict-quant",
+        action="store_true",
+        help="also fail when quantize_dq does not reproduce the DQ levels",
+    )
     conf.set_defaults(func=_cmd_conformance)
 
     from fedbench.bench.cli import add_bench_arguments, run_bench
@@ -34,8 +37,10 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
 
     d = Path(args.directory)
     if not (d / "manifest.json").is_file() or not (d / "vectors.npz").is_file():
-        print(f"fedbench codec conformance: error: {d} has no manifest.json/vectors.npz",
-              file=sys.stderr)
+        print(
+            f"fedbench codec conformance: error: {d} has no manifest.json/vectors.npz",
+            file=sys.stderr,
+        )
         return 2
     result = run_conformance(d)
     print(format_report(result))

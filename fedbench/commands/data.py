@@ -19,20 +19,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dl = sub.add_parser("download", help="fetch and verify a data set's source into --root")
     dl.add_argument("name", metavar="NAME", help="data set name (see `fedbench data list`)")
     dl.add_argument("--root", required=True, help="folder for the raw source files")
-    dl.add_argument("--mirror", default=None,
-                    help="folder holding pre-downloaded files (replaces the network)")
+    dl.add_argument(
+        "--mirror", default=None, help="folder holding pre-downloaded files (replaces the network)"
+    )
     dl.set_defaults(func=_cmd_download)
 
     pr = sub.add_parser("prepare", help="turn a data set's source into one prepared .npz")
     pr.add_argument("name", metavar="NAME", help="data set name (see `fedbench data list`)")
     pr.add_argument("--root", required=True, help="folder for the raw source files")
     pr.add_argument("--out", required=True, help="prepared .npz file to write")
-    pr.add_argument("--mirror", default=None,
-                    help="folder holding pre-downloaded files (replaces the network)")
-    pr.add_argument("--image-size", type=int, default=None,
-                    help="side of the square images (default: the data set's own)")
-    pr.add_argument("--channels", type=int, choices=(1, 3), default=None,
-                    help="store 1 (grey) or 3 (RGB) channels (default: the data set's own)")
+    pr.add_argument(
+        "--mirror", default=None, help="folder holding pre-downloaded files (replaces the network)"
+    )
+    pr.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="side of the square images (default: the data set's own)",
+    )
+    pr.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        default=None,
+        help="store 1 (grey) or 3 (RGB) channels (default: the data set's own)",
+    )
     pr.add_argument("--force", action="store_true", help="rebuild even if up to date")
     pr.set_defaults(func=_cmd_prepare)
 
@@ -71,14 +82,23 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        out = prepare(args.name, args.root, args.out, mirror=args.mirror,
-                      image_size=args.image_size, channels=args.channels, force=args.force)
+        out = prepare(
+            args.name,
+            args.root,
+            args.out,
+            mirror=args.mirror,
+            image_size=args.image_size,
+            channels=args.channels,
+            force=args.force,
+        )
         meta = read_meta(out)
     except (DataError, ValueError) as exc:
         return _fail(exc)
     counts = ", ".join(f"{k} {v}" for k, v in meta["counts"].items())
-    print(f"{out}: {meta['name']} {meta['task']} {meta['image_size']}px "
-          f"{meta['channels']}ch ({counts}) in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"{out}: {meta['name']} {meta['task']} {meta['image_size']}px "
+        f"{meta['channels']}ch ({counts}) in {time.perf_counter() - t0:.1f} s"
+    )
     return 0
 
 

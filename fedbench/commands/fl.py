@@ -21,17 +21,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", "-c", default=None, help="YAML file or preset name")
     p.add_argument("--out", "-o", default=None, help="output folder (metrics.csv, summary.json)")
     p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config key (dotted, repeatable)",
     )
-    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"),
-                   help="shortcut for --set device=...")
+    p.add_argument(
+        "--device",
+        default=None,
+        choices=("auto", "cpu", "cuda"),
+        help="shortcut for --set device=...",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--fresh", action="store_true",
-                   help="ignore an existing checkpoint in --out and start over")
+    p.add_argument(
+        "--fresh", action="store_true", help="ignore an existing checkpoint in --out and start over"
+    )
     p.add_argument("--list-presets", action="store_true", help="print preset names and exit")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the resolved config as YAML and exit")
+    p.add_argument(
+        "--print-config", action="store_true", help="print the resolved config as YAML and exit"
+    )
     p.set_defaults(func=_run)
 
 

@@ -22,7 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "-o", required=True, help="output folder")
     p.add_argument("--epochs", type=int, default=10, help="passes over the source data (10)")
     p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config key (dotted, repeatable)",
     )
     p.set_defaults(func=_run)

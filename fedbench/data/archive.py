@@ -53,8 +53,11 @@ class Archive:
     def names(self) -> list[str]:
         """All regular files, as posix paths relative to the archive root."""
         if self.kind == "dir":
-            return sorted(p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
-                          if p.is_file() and not _skip(p.relative_to(self.path).as_posix()))
+            return sorted(
+                p.relative_to(self.path).as_posix()
+                for p in self.path.rglob("*")
+                if p.is_file() and not _skip(p.relative_to(self.path).as_posix())
+            )
         if self.kind == "zip":
             return [n for n in self._zipfile().namelist() if not n.endswith("/") and not _skip(n)]
         return list(self._tar_members())
@@ -101,8 +104,11 @@ class Archive:
 
     def _tar_members(self) -> dict[str, tarfile.TarInfo]:
         if self._members is None:
-            self._members = {_norm(m.name): m for m in self._tarfile().getmembers()
-                             if m.isfile() and not _skip(_norm(m.name))}
+            self._members = {
+                _norm(m.name): m
+                for m in self._tarfile().getmembers()
+                if m.isfile() and not _skip(_norm(m.name))
+            }
         return self._members
 
 

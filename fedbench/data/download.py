@@ -110,8 +110,7 @@ def _expected_names(spec: DatasetSpec) -> str:
     return ", ".join(s.filename + ("/" if s.is_dir else "") for s in spec.sources)
 
 
-def download(name: str, root: str | os.PathLike, mirror: str | os.PathLike | None = None
-             ) -> Path:
+def download(name: str, root: str | os.PathLike, mirror: str | os.PathLike | None = None) -> Path:
     """Make a verified source of data set `name` available in `root`; return its path.
 
     Order: a source already in `root` (verified); else, with `mirror`, a source file found
@@ -191,8 +190,9 @@ def _download_url(source: SourceFile, root: Path) -> Path:
             actual = file_digest(part)
             if actual != source.sha256:
                 part.unlink()
-                raise ChecksumError(f"download of {url} has sha256 {actual}, expected "
-                                    f"{source.sha256}")
+                raise ChecksumError(
+                    f"download of {url} has sha256 {actual}, expected {source.sha256}"
+                )
         os.replace(part, dst)
         return dst
     raise DataError(

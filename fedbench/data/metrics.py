@@ -23,14 +23,14 @@ def accuracy(outputs: Any, targets: Any) -> float:
     return float((pred == t).mean()) if len(t) else float("nan")
 
 
-def confusion_matrix(pred: Any, target: Any, num_classes: int,
-                     ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+def confusion_matrix(
+    pred: Any, target: Any, num_classes: int, ignore_index: int = IGNORE_INDEX
+) -> np.ndarray:
     """[num_classes, num_classes] int64 counts, rows = target, cols = prediction."""
     p, t = _np(pred).reshape(-1).astype(np.int64), _np(target).reshape(-1).astype(np.int64)
     keep = (t != ignore_index) & (t >= 0) & (t < num_classes)
     idx = t[keep] * num_classes + p[keep]
-    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes,
-                                                                         num_classes)
+    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
 def iou_per_class(conf: np.ndarray) -> np.ndarray:
@@ -42,11 +42,11 @@ def iou_per_class(conf: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, tp / denom, np.nan)
 
 
-def mean_iou(pred: Any, target: Any, num_classes: int,
-             ignore_index: int = IGNORE_INDEX) -> float:
+def mean_iou(pred: Any, target: Any, num_classes: int, ignore_index: int = IGNORE_INDEX) -> float:
     """Mean IoU over classes present in target or prediction (pixels at ignore_index skipped)."""
-    return float(np.nanmean(iou_per_class(confusion_matrix(pred, target, num_classes,
-                                                           ignore_index))))
+    return float(
+        np.nanmean(iou_per_class(confusion_matrix(pred, target, num_classes, ignore_index)))
+    )
 
 
 def average_precision(scores: Any, targets: Any) -> float:
@@ -81,7 +81,11 @@ class TaskMetric:
     0/1 targets [N, C]; segmentation: mIoU of logits [N, C, H, W] against masks [N, H, W].
     """
 
-    NAMES: ClassVar[dict[str, str]] = {"classification": "accuracy", "multilabel": "map", "segmentation": "miou"}
+    NAMES: ClassVar[dict[str, str]] = {
+        "classification": "accuracy",
+        "multilabel": "map",
+        "segmentation": "miou",
+    }
 
     def __init__(self, task: str, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
         if task not in self.NAMES:
@@ -115,13 +119,15 @@ class TaskMetric:
     def compute(self) -> float:
         """The metric over everything since the last reset (nan when nothing was seen)."""
         if self.task == "segmentation":
-            return float(np.nanmean(iou_per_class(self._conf))) if self._conf.any() \
-                else float("nan")
+            return (
+                float(np.nanmean(iou_per_class(self._conf))) if self._conf.any() else float("nan")
+            )
         if self.task == "multilabel":
             if not self._scores:
                 return float("nan")
-            return mean_average_precision(np.concatenate(self._scores),
-                                          np.concatenate(self._targets))
+            return mean_average_precision(
+                np.concatenate(self._scores), np.concatenate(self._targets)
+            )
         return self._correct / self._count if self._count else float("nan")
 
 

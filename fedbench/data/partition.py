@@ -29,8 +29,14 @@ def partition_labels(y: np.ndarray, task: str = "classification") -> np.ndarray:
     raise ValueError(f"unknown task {task!r}")
 
 
-def partition(labels: np.ndarray, num_clients: int, scheme: str = "iid", alpha: float = 0.5,
-              seed: int = 0, min_size: int = 1) -> list[np.ndarray]:
+def partition(
+    labels: np.ndarray,
+    num_clients: int,
+    scheme: str = "iid",
+    alpha: float = 0.5,
+    seed: int = 0,
+    min_size: int = 1,
+) -> list[np.ndarray]:
     """Split sample indices over clients: disjoint, covering all, each >= min_size, seeded.
 
     iid: a random permutation cut into near-equal parts. dirichlet: per class, shares
@@ -51,8 +57,9 @@ def partition(labels: np.ndarray, num_clients: int, scheme: str = "iid", alpha: 
     if num_clients < 1:
         raise PartitionError(f"num_clients must be >= 1, got {num_clients}")
     if min_size < 0 or num_clients * min_size > n:
-        raise PartitionError(f"cannot give {num_clients} clients {min_size} samples each "
-                             f"from {n} samples")
+        raise PartitionError(
+            f"cannot give {num_clients} clients {min_size} samples each from {n} samples"
+        )
     rng = np.random.default_rng(seed)
     if scheme == "iid":
         parts = np.array_split(rng.permutation(n), num_clients)

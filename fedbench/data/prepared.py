@@ -89,7 +89,7 @@ def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[f
     s2 = np.zeros(c)
     n = 0
     for i in range(0, len(x), chunk):
-        b = x[i:i + chunk].reshape(-1, c).astype(np.float64)
+        b = x[i : i + chunk].reshape(-1, c).astype(np.float64)
         s += b.sum(0)
         s2 += (b * b).sum(0)
         n += b.shape[0]
@@ -116,7 +116,8 @@ def load_prepared(path: str | os.PathLike) -> PreparedData:
             if meta.get("format_version") != FORMAT_VERSION:
                 raise PreparedFormatError(
                     f"{path}: format version {meta.get('format_version')} (expected "
-                    f"{FORMAT_VERSION}); run `fedbench data prepare` again")
+                    f"{FORMAT_VERSION}); run `fedbench data prepare` again"
+                )
             arrays = {k: z[k] for k in z.files if k != "meta"}
     except (KeyError, OSError, zipfile.BadZipFile) as exc:
         raise PreparedFormatError(f"{path} is not a prepared fedbench data file: {exc}") from exc
@@ -126,10 +127,16 @@ def load_prepared(path: str | os.PathLike) -> PreparedData:
     return PreparedData(meta=meta, **arrays)
 
 
-def _wanted_meta(spec: DatasetSpec, source_sha: str, image_size: int, channels: int
-                 ) -> dict[str, Any]:
-    return {"format_version": FORMAT_VERSION, "name": spec.name, "source_sha256": source_sha,
-            "image_size": image_size, "channels": channels}
+def _wanted_meta(
+    spec: DatasetSpec, source_sha: str, image_size: int, channels: int
+) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": spec.name,
+        "source_sha256": source_sha,
+        "image_size": image_size,
+        "channels": channels,
+    }
 
 
 def convert_channels(x: np.ndarray, channels: int) -> np.ndarray:
@@ -148,9 +155,15 @@ def convert_channels(x: np.ndarray, channels: int) -> np.ndarray:
     raise ValueError(f"cannot convert {x.shape[-1]} channels to {channels}")
 
 
-def prepare(name: str, root: str | os.PathLike, out: str | os.PathLike,
-            mirror: str | os.PathLike | None = None, image_size: int | None = None,
-            channels: int | None = None, force: bool = False) -> Path:
+def prepare(
+    name: str,
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    mirror: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    channels: int | None = None,
+    force: bool = False,
+) -> Path:
     """Turn data set `name`'s source into one prepared .npz at `out`; return `out`.
 
     The source is found in `root`, else fetched by `download(name, root, mirror)`.

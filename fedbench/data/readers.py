@@ -22,9 +22,11 @@ READERS: dict[str, Reader] = {}
 
 def reader(fmt: str) -> Callable[[Reader], Reader]:
     """Register a reader function for a source format name."""
+
     def deco(fn: Reader) -> Reader:
         READERS[fmt] = fn
         return fn
+
     return deco
 
 
@@ -34,8 +36,9 @@ def _pil():
     return Image
 
 
-def decode_image(data: bytes, mode: str, size: int | None, crop: bool = False,
-                 resample: str = "bilinear") -> np.ndarray:
+def decode_image(
+    data: bytes, mode: str, size: int | None, crop: bool = False, resample: str = "bilinear"
+) -> np.ndarray:
     """Decode image bytes to uint8 HWC (mode 'L', 'RGB' or 'P'), optionally to size x size.
 
     crop=True centre-crops to a square before resizing (no distortion); crop=False
@@ -52,8 +55,7 @@ def decode_image(data: bytes, mode: str, size: int | None, crop: bool = False,
                 s = min(w, h)
                 left, top = (w - s) // 2, (h - s) // 2
                 im = im.crop((left, top, left + s, top + s))
-            filt = Image.Resampling.NEAREST if resample == "nearest" else \
-                Image.Resampling.BILINEAR
+            filt = Image.Resampling.NEAREST if resample == "nearest" else Image.Resampling.BILINEAR
             im = im.resize((size, size), filt)
         arr = np.asarray(im, dtype=np.uint8)
     return arr[:, :, None] if arr.ndim == 2 else arr
@@ -94,7 +96,9 @@ def read_cifar_python(spec: DatasetSpec, path: Path, image_size: int) -> Arrays:
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
-_IMAGEFOLDER = re.compile(r"(?:^|/)(train|test|val)/([^/]+)/([^/]+)\.(jpe?g|png|bmp)$", re.IGNORECASE)
+_IMAGEFOLDER = re.compile(
+    r"(?:^|/)(train|test|val)/([^/]+)/([^/]+)\.(jpe?g|png|bmp)$", re.IGNORECASE
+)
 
 
 def _sort_key(stem: str) -> tuple[int, int | str]:
@@ -115,8 +119,9 @@ def read_imagefolder(spec: DatasetSpec, path: Path, image_size: int) -> Arrays:
         for name, data in ar.iter_files(lambda n: _IMAGEFOLDER.search(n) is not None):
             split, cls, stem, _ = _IMAGEFOLDER.search(name).groups()
             if cls not in index:
-                raise SourceFormatError(f"{path}: class folder {cls!r} ({name}) is not one of "
-                                        f"{list(spec.class_names)}")
+                raise SourceFormatError(
+                    f"{path}: class folder {cls!r} ({name}) is not one of {list(spec.class_names)}"
+                )
             items[split.lower()].append((index[cls], _sort_key(stem), data))
     if not items["train"] or not items["test"]:
         raise SourceFormatError(f"{path}: expected train/<class>/*.jpg and test/<class>/*.jpg")
@@ -151,7 +156,9 @@ def read_medmnist(spec: DatasetSpec, path: Path, image_size: int) -> Arrays:
     return out
 
 
-_KERMANY = re.compile(r"^(.*?)(train|test|val)/(NORMAL|PNEUMONIA)/[^/]+\.(jpe?g|png)$", re.IGNORECASE)
+_KERMANY = re.compile(
+    r"^(.*?)(train|test|val)/(NORMAL|PNEUMONIA)/[^/]+\.(jpe?g|png)$", re.IGNORECASE
+)
 
 
 @reader("kermany")
@@ -175,8 +182,9 @@ def read_kermany(spec: DatasetSpec, path: Path, image_size: int) -> Arrays:
             prefixes.setdefault(pre, set()).add(split.lower())
         good = sorted((p for p, s in prefixes.items() if {"train", "test"} <= s), key=len)
         if not good:
-            raise SourceFormatError(f"{path}: no chest_xray/{{train,test}}/{{NORMAL,PNEUMONIA}}"
-                                    f"/*.jpeg images found")
+            raise SourceFormatError(
+                f"{path}: no chest_xray/{{train,test}}/{{NORMAL,PNEUMONIA}}/*.jpeg images found"
+            )
         prefix = good[0]
         out: Arrays = {}
         for split in ("train", "val", "test"):
@@ -188,8 +196,12 @@ def read_kermany(spec: DatasetSpec, path: Path, image_size: int) -> Arrays:
             if not sel:
                 continue
             sel.sort()
-            xs = [decode_image(blobs[n] if blobs is not None else ar.read(n), "L", image_size,
-                               crop=True) for _, n in sel]
+            xs = [
+                decode_image(
+                    blobs[n] if blobs is not None else ar.read(n), "L", image_size, crop=True
+                )
+                for _, n in sel
+            ]
             out[f"x_{split}"] = np.stack(xs)
             out[f"y_{split}"] = np.array([c for c, _ in sel], dtype=np.int64)
     return out
@@ -200,8 +212,10 @@ def _voc_base(names: list[str], path: Path) -> str:
         m = re.match(r"^(.*?VOC2012/)ImageSets/", n)
         if m:
             return m.group(1)
-    raise SourceFormatError(f"{path}: no VOC2012/ImageSets/ found (expected the "
-                            f"VOCdevkit/VOC2012 layout of VOCtrainval_11-May-2012.tar)")
+    raise SourceFormatError(
+        f"{path}: no VOC2012/ImageSets/ found (expected the "
+        f"VOCdevkit/VOC2012 layout of VOCtrainval_11-May-2012.tar)"
+    )
 
 
 def _ids(ar: Archive, base: str, sub: str, split: str) -> list[str]:
@@ -235,23 +249,40 @@ def read_voc(spec: DatasetSpec, path: Path, image_size: int) -> Arrays:
         for split, dst in (("train", "train"), ("val", "test")):
             if spec.task == "segmentation":
                 ids = _ids(ar, base, "Segmentation", split)
-                out[f"x_{dst}"] = np.stack([
-                    decode_image(ar.read(f"{base}JPEGImages/{i}.jpg"), "RGB", image_size)
-                    for i in ids])
-                masks = [decode_image(ar.read(f"{base}SegmentationClass/{i}.png"), "P",
-                                      image_size, resample="nearest")[..., 0] for i in ids]
+                out[f"x_{dst}"] = np.stack(
+                    [
+                        decode_image(ar.read(f"{base}JPEGImages/{i}.jpg"), "RGB", image_size)
+                        for i in ids
+                    ]
+                )
+                masks = [
+                    decode_image(
+                        ar.read(f"{base}SegmentationClass/{i}.png"),
+                        "P",
+                        image_size,
+                        resample="nearest",
+                    )[..., 0]
+                    for i in ids
+                ]
                 y = np.stack(masks)
                 bad = (y > spec.num_classes - 1) & (y != 255)
                 if bad.any():
-                    raise SourceFormatError(f"{path}: mask values outside 0..{spec.num_classes-1}"
-                                            f" and 255")
+                    raise SourceFormatError(
+                        f"{path}: mask values outside 0..{spec.num_classes - 1} and 255"
+                    )
                 out[f"y_{dst}"] = y
             else:
                 ids = _ids(ar, base, "Main", split)
-                out[f"x_{dst}"] = np.stack([
-                    decode_image(ar.read(f"{base}JPEGImages/{i}.jpg"), "RGB", image_size)
-                    for i in ids])
-                out[f"y_{dst}"] = np.stack([
-                    voc_labels_from_xml(ar.read(f"{base}Annotations/{i}.xml"), spec.class_names)
-                    for i in ids])
+                out[f"x_{dst}"] = np.stack(
+                    [
+                        decode_image(ar.read(f"{base}JPEGImages/{i}.jpg"), "RGB", image_size)
+                        for i in ids
+                    ]
+                )
+                out[f"y_{dst}"] = np.stack(
+                    [
+                        voc_labels_from_xml(ar.read(f"{base}Annotations/{i}.xml"), spec.class_names)
+                        for i in ids
+                    ]
+                )
     return out

@@ -198,9 +198,7 @@ def fold_adf_state(
     """Fold factors inside a state dict (in place); `targets` from `adf_fold_targets`
     (None: every factor folds into the weight of the same module, the weight position)."""
     if targets is None:
-        targets = {
-            n: (f"{n[: -len('adf_scale')]}weight",) for n in state if is_adf_name(n)
-        }
+        targets = {n: (f"{n[: -len('adf_scale')]}weight",) for n in state if is_adf_name(n)}
     for name, tnames in targets.items():
         s = state[name]
         for t in tnames:

@@ -60,8 +60,6 @@ class FedAvgStrategy:
         """Clients taking part in round `round_` (1-based)."""
         return select_clients(self.num_clients, self.fraction, self.seed, round_)
 
-    def aggregate(
-        self, results: list[tuple[dict[str, np.ndarray], int]]
-    ) -> dict[str, np.ndarray]:
+    def aggregate(self, results: list[tuple[dict[str, np.ndarray], int]]) -> dict[str, np.ndarray]:
         """Mean update weighted by each client's number of local training samples."""
         return weighted_mean([u for u, _ in results], [n for _, n in results])

@@ -89,7 +89,9 @@ def use_memory_format(model: nn.Module, memory_format: str) -> None:
     if memory_format == "channels_last":
         model.to(memory_format=torch.channels_last)
     elif memory_format != "contiguous":
-        raise ValueError(f"memory_format must be contiguous or channels_last, got {memory_format!r}")
+        raise ValueError(
+            f"memory_format must be contiguous or channels_last, got {memory_format!r}"
+        )
 
 
 def _layout(x: torch.Tensor, memory_format: str) -> torch.Tensor:
@@ -211,8 +213,11 @@ def load_federated_data(cfg: Any, device: str | torch.device) -> FederatedData:
     root = Path(d.root)
     suffix = f"-{d.image_size}" if d.image_size else ""
     path = prepare(
-        d.name, root, root / "prepared" / f"{d.name}{suffix}.npz",
-        mirror=d.mirror, image_size=d.image_size,
+        d.name,
+        root,
+        root / "prepared" / f"{d.name}{suffix}.npz",
+        mirror=d.mirror,
+        image_size=d.image_size,
     )
     pd = load_prepared(path)
     x_tr, y_tr, x_te, y_te = pd.x_train, pd.y_train, pd.x_test, pd.y_test
@@ -230,12 +235,27 @@ def load_federated_data(cfg: Any, device: str | torch.device) -> FederatedData:
     x_tr, y_tr = x_tr[tr], y_tr[tr]
     labels = partition_labels(y_tr, pd.task)
     parts = partition(
-        labels, d.num_clients, scheme=d.partition, alpha=d.alpha,
-        seed=derive_seed(cfg.seed, 0xD1), min_size=d.min_size,
+        labels,
+        d.num_clients,
+        scheme=d.partition,
+        alpha=d.alpha,
+        seed=derive_seed(cfg.seed, 0xD1),
+        min_size=d.min_size,
     )
     return federated_data_from_arrays(
-        x_tr, y_tr, x_te, y_te, parts, pd.task, pd.num_classes, pd.mean, pd.std, device,
-        meta=dict(pd.meta), x_val=x_va, y_val=y_va,
+        x_tr,
+        y_tr,
+        x_te,
+        y_te,
+        parts,
+        pd.task,
+        pd.num_classes,
+        pd.mean,
+        pd.std,
+        device,
+        meta=dict(pd.meta),
+        x_val=x_va,
+        y_val=y_va,
     )
 
 
@@ -284,7 +304,9 @@ def lr_at_round(train: Any, round_: int) -> float:
         t = (round_ - 1) / (train.rounds - 1)
         return float(train.lr_min + 0.5 * (train.lr - train.lr_min) * (1 + math.cos(math.pi * t)))
     if train.lr_schedule == "step":
-        return float(train.lr * train.lr_gamma ** sum(1 for m in train.lr_milestones if round_ >= m))
+        return float(
+            train.lr * train.lr_gamma ** sum(1 for m in train.lr_milestones if round_ >= m)
+        )
     return float(train.lr)
 
 
@@ -317,9 +339,7 @@ def _set_trainable(model: nn.Module, trainable: set[str]) -> None:
         p.requires_grad_(name in trainable)
 
 
-def _batches(
-    n: int, batch_size: int, steps: int, gen: torch.Generator
-) -> list[torch.Tensor]:
+def _batches(n: int, batch_size: int, steps: int, gen: torch.Generator) -> list[torch.Tensor]:
     """`steps` mini-batches of local positions, reshuffled every pass, no singleton batches."""
     out: list[torch.Tensor] = []
     while len(out) < steps:
@@ -424,7 +444,8 @@ def _train_steps(
     precision, fmt = train.precision, train.memory_format
     scaler = (
         torch.amp.GradScaler(device.type, init_scale=FP16_INIT_SCALE)
-        if precision == "fp16" else None
+        if precision == "fp16"
+        else None
     )
     total, count = 0.0, 0
     for b in _batches(len(idx), train.batch_size, n_steps, gen):

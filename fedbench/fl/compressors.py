@@ -278,8 +278,10 @@ class DeepCabacCompressor(UpdateCompressor):
         from fedbench.codec import container
         from fedbench.codec.api import DEFAULT_MAX_ELEMENTS
 
-        out = {e.name: e.payload_length for e in container.parse(data,
-                                                                  max_elements=DEFAULT_MAX_ELEMENTS)}
+        out = {
+            e.name: e.payload_length
+            for e in container.parse(data, max_elements=DEFAULT_MAX_ELEMENTS)
+        }
         out[OVERHEAD] = len(data) - sum(out.values())
         return out
 
@@ -385,8 +387,11 @@ class _SparseCompressor(UpdateCompressor):
         global_topk = self.options.get("sparsifier") == "topk-global"
         if global_topk:
             kept = sparsify_topk_global(
-                {n: np.asarray(update[n], dtype=np.float32)
-                 for n, s in self.template.items() if s.kind == "weight"},
+                {
+                    n: np.asarray(update[n], dtype=np.float32)
+                    for n, s in self.template.items()
+                    if s.kind == "weight"
+                },
                 sparsity,
             )
         parts: list[bytes] = []

@@ -405,9 +405,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             continue
         value = _coerce(value, tp, key)
         if key in CHOICES and value not in CHOICES[key]:
-            raise ConfigError(
-                f"{key}: invalid value {value!r}; allowed: {', '.join(CHOICES[key])}"
-            )
+            raise ConfigError(f"{key}: invalid value {value!r}; allowed: {', '.join(CHOICES[key])}")
         kwargs[name] = value
     return cls(**kwargs)
 
@@ -458,9 +456,7 @@ def _validate(cfg: RunConfig) -> None:
     _check(t.momentum >= 0, "train.momentum", "must be >= 0", t.momentum)
     _check(t.weight_decay >= 0, "train.weight_decay", "must be >= 0", t.weight_decay)
     _check(0 < t.lr_gamma, "train.lr_gamma", "must be > 0", t.lr_gamma)
-    _check(
-        t.parallel_clients >= 1, "train.parallel_clients", "must be >= 1", t.parallel_clients
-    )
+    _check(t.parallel_clients >= 1, "train.parallel_clients", "must be >= 1", t.parallel_clients)
     _check(0 <= m.sparsity < 1, "method.sparsity", "must be in [0, 1)", m.sparsity)
     if m.downlink_sparsity is not None:
         _check(

@@ -180,14 +180,33 @@ class Ledger:
     def to_csv(self) -> str:
         """One row per message (receivers space-separated), classes as columns."""
         buf = io.StringIO()
-        cols = ["round", "direction", "kind", "sender", "receivers", "nbytes", "fp32_bytes",
-                "charged", "fp32_charged", *(f"bytes_{c}" for c in CLASSES)]
+        cols = [
+            "round",
+            "direction",
+            "kind",
+            "sender",
+            "receivers",
+            "nbytes",
+            "fp32_bytes",
+            "charged",
+            "fp32_charged",
+            *(f"bytes_{c}" for c in CLASSES),
+        ]
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
         for e in self.entries:
-            w.writerow([
-                e.round, e.direction, e.kind, e.sender, " ".join(map(str, e.receivers)),
-                e.nbytes, e.fp32_bytes, e.charged, e.fp32_charged,
-                *(e.classes.get(c, 0) for c in CLASSES),
-            ])
+            w.writerow(
+                [
+                    e.round,
+                    e.direction,
+                    e.kind,
+                    e.sender,
+                    " ".join(map(str, e.receivers)),
+                    e.nbytes,
+                    e.fp32_bytes,
+                    e.charged,
+                    e.fp32_charged,
+                    *(e.classes.get(c, 0) for c in CLASSES),
+                ]
+            )
         return buf.getvalue()

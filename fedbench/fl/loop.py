@@ -102,11 +102,30 @@ __all__ = [
 log = logging.getLogger("fedbench.fl")
 
 METRIC_COLUMNS = [
-    "round", "lr", "num_clients", "train_loss", "test_loss", "test_acc", "test_miou",
-    "test_map", "val_metric", "clients_test_acc", "clients_test_metric", "bytes_up",
-    "bytes_down", "fp32_bytes_up", "fp32_bytes_down", "bytes_total_cum", "fp32_bytes_cum",
-    "fp32_bytes_up_cum", "bytes_up_cum", "update_sparsity", "downlink_sparsity", "train_s",
-    "code_s", "eval_s",
+    "round",
+    "lr",
+    "num_clients",
+    "train_loss",
+    "test_loss",
+    "test_acc",
+    "test_miou",
+    "test_map",
+    "val_metric",
+    "clients_test_acc",
+    "clients_test_metric",
+    "bytes_up",
+    "bytes_down",
+    "fp32_bytes_up",
+    "fp32_bytes_down",
+    "bytes_total_cum",
+    "fp32_bytes_cum",
+    "fp32_bytes_up_cum",
+    "bytes_up_cum",
+    "update_sparsity",
+    "downlink_sparsity",
+    "train_s",
+    "code_s",
+    "eval_s",
     # the round's charged bytes per direction and tensor class (they add up to bytes_up/down)
     *(f"bytes_{d}_{c}" for d in ("up", "down") for c in CLASSES),
 ]
@@ -225,9 +244,15 @@ def _compressor_options(cfg: RunConfig, downlink: bool) -> dict[str, Any]:
     if downlink and m.downlink_sparsity is not None:
         sparsity = m.downlink_sparsity
     return {
-        "sparsity": sparsity, "sparsifier": m.sparsifier,
-        "structured_factor": m.structured_factor, "qp": m.qp, "qp_density": m.qp_density,
-        "nonweight_qp": m.nonweight_qp, "adf_qp": m.adf_qp, "dq": m.dq, "param_opt": m.param_opt,
+        "sparsity": sparsity,
+        "sparsifier": m.sparsifier,
+        "structured_factor": m.structured_factor,
+        "qp": m.qp,
+        "qp_density": m.qp_density,
+        "nonweight_qp": m.nonweight_qp,
+        "adf_qp": m.adf_qp,
+        "dq": m.dq,
+        "param_opt": m.param_opt,
         "codec_mode": m.codec_mode,
         # The run's thread budget (config `threads`) rather than every core.
         "num_threads": cfg.threads,
@@ -241,9 +266,13 @@ def _versions() -> dict[str, str]:
     from fedbench import __version__
 
     return {
-        "python": platform.python_version(), "torch": torch.__version__,
-        "numpy": np.__version__, "numba": numba.__version__, "fedbench": __version__,
-        "machine": platform.machine(), "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "fedbench": __version__,
+        "machine": platform.machine(),
+        "platform": platform.platform(),
     }
 
 
@@ -326,8 +355,9 @@ class FederatedRun:
         self._tx_classes = class_bytes(
             {n: 4 * s.size for n, s in self.template.items()}, self.classes
         )
-        self._full_classes = class_bytes({n: 4 * t.numel() for n, t in floats.items()},
-                                         self.classes)
+        self._full_classes = class_bytes(
+            {n: 4 * t.numel() for n, t in floats.items()}, self.classes
+        )
         params = {n for n, _ in self.model.named_parameters()}
         self.trainable = {n for n in self.template if n in params}
         comp = METHOD_COMPRESSOR[cfg.method.name]
@@ -345,7 +375,8 @@ class FederatedRun:
         self.global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.view = (
             {k: v.clone() for k, v in self.global_state.items()}
-            if cfg.setting.direction == "bi" else None
+            if cfg.setting.direction == "bi"
+            else None
         )
         self.residuals: dict[int, dict[str, np.ndarray]] = {}
         self.opt_states: dict[int, Any] = {}
@@ -377,9 +408,17 @@ class FederatedRun:
         model.load_state_dict(start)
         seed = derive_seed(cfg.seed, round_, k)
         return train_local(
-            model, self.data, self.data.client_indices[k], cfg.train, lr, self.trainable,
-            seed, augment=cfg.data.augment, optimizer_state=self.opt_states.get(k),
-            bn_mode=cfg.train.bn_mode, adf_lr_scale=cfg.method.adf_lr_scale,
+            model,
+            self.data,
+            self.data.client_indices[k],
+            cfg.train,
+            lr,
+            self.trainable,
+            seed,
+            augment=cfg.data.augment,
+            optimizer_state=self.opt_states.get(k),
+            bn_mode=cfg.train.bn_mode,
+            adf_lr_scale=cfg.method.adf_lr_scale,
         )
 
     def _train_parallel(
@@ -410,11 +449,15 @@ class FederatedRun:
             # the global RNG as sequential training leaves it (the workers re-seeded it in
             # turn; nothing drew from it, see the dropout check)
             torch.manual_seed(derive_seed(derive_seed(cfg.seed, round_, chunk[-1]), 2))
-            for j, (k, trained) in enumerate(zip(chunk, done)):
+            for j, (k, trained) in enumerate(zip(chunk, done, strict=True)):
                 yield k, trained, par_s if j == 0 else 0.0
 
     def _client_update(
-        self, k: int, start: dict[str, torch.Tensor], lr: float, round_: int,
+        self,
+        k: int,
+        start: dict[str, torch.Tensor],
+        lr: float,
+        round_: int,
         trained: tuple[nn.Module, tuple[float, dict[str, Any]]] | None = None,
     ) -> tuple[dict[str, np.ndarray], bytes, float, float, float]:
         """Train client k, return (decoded update, bitstream, loss, train_s, code_s).
@@ -449,8 +492,7 @@ class FederatedRun:
             train_s += time.perf_counter() - t1
             fine = self._delta(model, start, res)
             update = {
-                n: (update[n] if s.kind == "weight" else fine[n])
-                for n, s in self.template.items()
+                n: (update[n] if s.kind == "weight" else fine[n]) for n, s in self.template.items()
             }
         t1 = time.perf_counter()
         # Decoding is deterministic: the client's reconstruction (for its residual) is the
@@ -473,8 +515,13 @@ class FederatedRun:
         return out
 
     def _lsa(
-        self, model: nn.Module, k: int, start: dict[str, torch.Tensor],
-        dec: dict[str, np.ndarray], lr: float, round_: int,
+        self,
+        model: nn.Module,
+        k: int,
+        start: dict[str, torch.Tensor],
+        dec: dict[str, np.ndarray],
+        lr: float,
+        round_: int,
     ) -> None:
         """LSA-style: set weights to start + decoded update, train only the factors."""
         cfg = self.cfg
@@ -488,9 +535,17 @@ class FederatedRun:
         # round's lr times adf_lr_scale
         lsa_lr = cfg.method.lsa_lr or lr * cfg.method.adf_lr_scale
         train_local(
-            model, self.data, self.data.client_indices[k], cfg.train,
-            lsa_lr, self.trainable, derive_seed(cfg.seed, round_, k, 0x15A),
-            steps=cfg.method.lsa_steps, augment=cfg.data.augment, only=factors, bn_mode="frozen",
+            model,
+            self.data,
+            self.data.client_indices[k],
+            cfg.train,
+            lsa_lr,
+            self.trainable,
+            derive_seed(cfg.seed, round_, k, 0x15A),
+            steps=cfg.method.lsa_steps,
+            augment=cfg.data.augment,
+            only=factors,
+            bn_mode="frozen",
         )
 
     def _classes_of(self, comp: UpdateCompressor, bits: bytes) -> dict[str, int]:
@@ -504,8 +559,14 @@ class FederatedRun:
             new = [k for k in selected if k not in self.initialised]
             if new:
                 self.ledger.charge(
-                    r, "down", "initial", "server", new, 4 * self.model_params,
-                    4 * self.model_params_ref, self._full_classes,
+                    r,
+                    "down",
+                    "initial",
+                    "server",
+                    new,
+                    4 * self.model_params,
+                    4 * self.model_params_ref,
+                    self._full_classes,
                 )
         self.initialised.update(selected)
         if r == 1:
@@ -553,7 +614,13 @@ class FederatedRun:
             losses.append((loss, self.sizes[k]))
             sparsities.append(_sparsity(dec, self.template))
             self.ledger.charge(
-                r, "up", "update", f"client{k}", [SERVER], len(bits), 4 * self.num_tx_ref,
+                r,
+                "up",
+                "update",
+                f"client{k}",
+                [SERVER],
+                len(bits),
+                4 * self.num_tx_ref,
                 self._classes_of(self.up, bits),
             )
             train_s += ts
@@ -572,7 +639,10 @@ class FederatedRun:
         if bi:
             t1 = time.perf_counter()
             u = {
-                n: (self.global_state[n] - self.view[n]).contiguous().cpu().numpy()
+                n: (self.global_state[n] - self.view[n])
+                .contiguous()
+                .cpu()
+                .numpy()
                 .astype(np.float32)
                 for n in self.template
             }
@@ -596,24 +666,33 @@ class FederatedRun:
         nan = float("nan")
         tot = self.ledger.totals(r)
         row = {
-            "round": r, "lr": lr, "num_clients": len(selected),
-            "train_loss": sum(l * n for l, n in losses) / sum(n for _, n in losses),
-            "test_loss": evals.get("test_loss", nan), "test_acc": evals.get("test_acc", nan),
-            "test_miou": evals.get("test_miou", nan), "test_map": evals.get("test_map", nan),
+            "round": r,
+            "lr": lr,
+            "num_clients": len(selected),
+            "train_loss": sum(loss * n for loss, n in losses) / sum(n for _, n in losses),
+            "test_loss": evals.get("test_loss", nan),
+            "test_acc": evals.get("test_acc", nan),
+            "test_miou": evals.get("test_miou", nan),
+            "test_map": evals.get("test_map", nan),
             "val_metric": evals.get("val_metric", nan),
             "clients_test_acc": evals.get("clients_test_acc", nan),
             "clients_test_metric": evals.get("clients_test_metric", nan),
-            "bytes_up": tot["bytes_up"], "bytes_down": tot["bytes_down"],
-            "fp32_bytes_up": tot["fp32_up"], "fp32_bytes_down": tot["fp32_down"],
-            "bytes_total_cum": prev.get("bytes_total_cum", 0) + tot["bytes_up"]
-            + tot["bytes_down"],
+            "bytes_up": tot["bytes_up"],
+            "bytes_down": tot["bytes_down"],
+            "fp32_bytes_up": tot["fp32_up"],
+            "fp32_bytes_down": tot["fp32_down"],
+            "bytes_total_cum": prev.get("bytes_total_cum", 0) + tot["bytes_up"] + tot["bytes_down"],
             "fp32_bytes_cum": prev.get("fp32_bytes_cum", 0) + tot["fp32_up"] + tot["fp32_down"],
             "fp32_bytes_up_cum": prev.get("fp32_bytes_up_cum", 0) + tot["fp32_up"],
             "bytes_up_cum": prev.get("bytes_up_cum", 0) + tot["bytes_up"],
-            "update_sparsity": float(np.mean(sparsities)), "downlink_sparsity": down_sparsity,
-            "train_s": train_s, "code_s": code_s, "eval_s": eval_s,
+            "update_sparsity": float(np.mean(sparsities)),
+            "downlink_sparsity": down_sparsity,
+            "train_s": train_s,
+            "code_s": code_s,
+            "eval_s": eval_s,
             # not in metrics.csv; summarised in summary.json
-            "adf_min": adf_min, "adf_max": adf_max,
+            "adf_min": adf_min,
+            "adf_max": adf_max,
         }
         for d, classes in self.ledger.by_class(r).items():
             row.update({f"bytes_{d}_{c}": n for c, n in classes.items()})
@@ -683,12 +762,12 @@ class FederatedRun:
         led = self.ledger.totals()
         if led["bytes_up"] + led["bytes_down"] != total:  # pragma: no cover - invariant
             raise RuntimeError("ledger and metrics disagree on the bytes sent")
-        final_clients = next(
-            (row["clients_test_metric"] for row in reversed(evaluated)), None
-        )
+        final_clients = next((row["clients_test_metric"] for row in reversed(evaluated)), None)
         return {
-            "method": cfg.method.name, "direction": cfg.setting.direction,
-            "metric": key, "headline_model": "server",
+            "method": cfg.method.name,
+            "direction": cfg.setting.direction,
+            "metric": key,
+            "headline_model": "server",
             "final_acc": evaluated[-1][key] if evaluated else None,
             "final_acc_clients": final_clients,
             "final_test_acc": last["test_acc"],
@@ -697,8 +776,10 @@ class FederatedRun:
             "best_val": best["val_metric"] if best else None,
             "best_acc": best[key] if best else None,
             "majority_acc": self.majority_acc,
-            "total_bytes": total, "fp32_bytes": last["fp32_bytes_cum"],
-            "bytes_up": last["bytes_up_cum"], "bytes_down": total - last["bytes_up_cum"],
+            "total_bytes": total,
+            "fp32_bytes": last["fp32_bytes_cum"],
+            "bytes_up": last["bytes_up_cum"],
+            "bytes_down": total - last["bytes_up_cum"],
             "fp32_bytes_up": last["fp32_bytes_up_cum"],
             "fp32_bytes_down": last["fp32_bytes_cum"] - last["fp32_bytes_up_cum"],
             "compression_ratio": last["fp32_bytes_cum"] / total if total else None,
@@ -719,7 +800,9 @@ class FederatedRun:
                 "reference": "uncompressed FedAvg without filter factors: float32 model to "
                 "and float32 update from each selected client",
             },
-            "rounds": self.round, "rounds_to_target": to_target, "target_accuracy": target,
+            "rounds": self.round,
+            "rounds_to_target": to_target,
+            "target_accuracy": target,
             "transmitted_params": self.num_tx,
             "reference_transmitted_params": self.num_tx_ref,
             "adf_position": self.adf_position,
@@ -728,10 +811,15 @@ class FederatedRun:
             "mean_update_sparsity": float(np.mean([r["update_sparsity"] for r in self.rows])),
             "train_s": float(sum(r["train_s"] for r in self.rows)),
             "code_s": float(sum(r["code_s"] for r in self.rows)),
-            "wall_s": self.elapsed, "seed": cfg.seed, "device": str(self.device),
-            "threads": cfg.threads, "precision": cfg.train.precision,
+            "wall_s": self.elapsed,
+            "seed": cfg.seed,
+            "device": str(self.device),
+            "threads": cfg.threads,
+            "precision": cfg.train.precision,
             "memory_format": cfg.train.memory_format,
-            "parallel_clients": cfg.train.parallel_clients, "versions": _versions(), "config": config_to_dict(cfg),
+            "parallel_clients": cfg.train.parallel_clients,
+            "versions": _versions(),
+            "config": config_to_dict(cfg),
         }
 
     def write_ledger(self) -> None:
@@ -752,24 +840,35 @@ class FederatedRun:
         Only tensors and plain data (dict, list, str, int, float, bool, None) are stored, so
         the file loads with torch.load(weights_only=True) and cannot run code.
         """
-        cpu = lambda s: {k: v.detach().cpu().clone() for k, v in s.items()}
+
+        def cpu(s: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {k: v.detach().cpu().clone() for k, v in s.items()}
+
         np_state = np.random.get_state()
         state = {
-            "format": CHECKPOINT_FORMAT, "round": self.round, "config": self._config_key(),
-            "global": cpu(self.global_state), "view": cpu(self.view) if self.view else None,
+            "format": CHECKPOINT_FORMAT,
+            "round": self.round,
+            "config": self._config_key(),
+            "global": cpu(self.global_state),
+            "view": cpu(self.view) if self.view else None,
             "residuals": {
                 int(k): {n: torch.from_numpy(np.ascontiguousarray(a)) for n, a in res.items()}
                 for k, res in self.residuals.items()
             },
-            "opt_states": self.opt_states, "rows": [_plain(r) for r in self.rows],
-            "elapsed": float(self.elapsed), "ledger": self.ledger.to_state(),
+            "opt_states": self.opt_states,
+            "rows": [_plain(r) for r in self.rows],
+            "elapsed": float(self.elapsed),
+            "ledger": self.ledger.to_state(),
             "broadcasts": [[n, dict(c)] for n, c in self.broadcasts],
             "synced": {int(k): int(v) for k, v in self.synced.items()},
             "initialised": sorted(int(k) for k in self.initialised),
             "rng": {
                 "python": _plain(random.getstate()),
-                "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()),
-                          *map(_plain, np_state[2:])],
+                "numpy": [
+                    np_state[0],
+                    torch.from_numpy(np_state[1].copy()),
+                    *map(_plain, np_state[2:]),
+                ],
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             },
@@ -849,8 +948,12 @@ def _default_model(cfg: RunConfig, data: FederatedData) -> nn.Module:
     from fedbench.models import build_model
 
     return build_model(
-        cfg.model.name, data.num_classes, in_channels=data.channels,
-        small_input=cfg.model.small_input, task=data.task, pretrained=cfg.model.pretrained,
+        cfg.model.name,
+        data.num_classes,
+        in_channels=data.channels,
+        small_input=cfg.model.small_input,
+        task=data.task,
+        pretrained=cfg.model.pretrained,
     )
 
 
@@ -893,7 +996,9 @@ def run_fl(
                 # old checkpoint is kept aside rather than silently reused.
                 stale = out / (CHECKPOINT + ".stale")
                 os.replace(out / CHECKPOINT, stale)
-                msg = f"{out / CHECKPOINT} belongs to another config; moved to {stale}, starting over"
+                msg = (
+                    f"{out / CHECKPOINT} belongs to another config; moved to {stale}, starting over"
+                )
                 log.warning("%s", msg)
                 warnings.warn(msg, stacklevel=2)
         if resumed:
@@ -901,7 +1006,10 @@ def run_fl(
         else:
             log.info(
                 "start: method=%s direction=%s device=%s clients=%d transmitted params=%d",
-                cfg.method.name, cfg.setting.direction, run.device, cfg.data.num_clients,
+                cfg.method.name,
+                cfg.setting.direction,
+                run.device,
+                cfg.data.num_clients,
                 run.num_tx,
             )
         bar = None
@@ -918,9 +1026,16 @@ def run_fl(
                 log.info(
                     "round %d: loss %.4f %s %.4f up %d down %d total %.3f MB sparsity %.4f "
                     "train %.2fs code %.2fs",
-                    row["round"], row["train_loss"], key, row[key], row["bytes_up"],
-                    row["bytes_down"], row["bytes_total_cum"] / 1e6, row["update_sparsity"],
-                    row["train_s"], row["code_s"],
+                    row["round"],
+                    row["train_loss"],
+                    key,
+                    row[key],
+                    row["bytes_up"],
+                    row["bytes_down"],
+                    row["bytes_total_cum"] / 1e6,
+                    row["update_sparsity"],
+                    row["train_s"],
+                    row["code_s"],
                 )
                 if cfg.checkpoint:
                     run.save_checkpoint()
@@ -929,7 +1044,8 @@ def run_fl(
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(
-                        round=row["round"], acc=f"{row[key]:.4f}",
+                        round=row["round"],
+                        acc=f"{row[key]:.4f}",
                         MB=f"{row['bytes_total_cum'] / 1e6:.2f}",
                     )
                 if on_round is not None:
@@ -950,12 +1066,14 @@ def run_fl(
         _atomic_write(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
         log.info(
             "done: %s %.4f, %d bytes (fp32 %d, ratio %.1f), %.1f s",
-            summary["metric"], summary["final_acc"] or float("nan"), summary["total_bytes"],
-            summary["fp32_bytes"], summary["compression_ratio"] or float("nan"),
+            summary["metric"],
+            summary["final_acc"] or float("nan"),
+            summary["total_bytes"],
+            summary["fp32_bytes"],
+            summary["compression_ratio"] or float("nan"),
             summary["wall_s"],
         )
         return summary
     finally:
         log.removeHandler(handler)
         handler.close()
-

@@ -1,4 +1,4 @@
-"""Sparsifiers of differential updates: unstructured / top-k per tensor, global top-k, structured."""
+"""Sparsifiers of updates: unstructured / top-k per tensor, global top-k, structured."""
 
 from __future__ import annotations
 
@@ -48,9 +48,7 @@ def sparsify_unstructured(u: np.ndarray, sparsity: float) -> np.ndarray:
     return out.reshape(u.shape)
 
 
-def sparsify_structured(
-    u: np.ndarray, sparsity: float, factor: float | None = None
-) -> np.ndarray:
+def sparsify_structured(u: np.ndarray, sparsity: float, factor: float | None = None) -> np.ndarray:
     """Zero whole output filters with weak mean |u|.
 
     With `factor`, filters whose mean |u| is below factor * (mean over filters) are zeroed;

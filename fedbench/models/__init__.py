@@ -17,7 +17,17 @@ from fedbench.models.registry import (
 )
 
 __all__ = [
-    "IMAGENET", "MODELS", "ModelSpec", "PretrainedError", "PretrainedReport",
-    "SegmentationModel", "UnknownModelError", "build_model", "get_model_spec",
-    "imagenet_state_dict", "list_models", "load_pretrained", "register_model",
+    "IMAGENET",
+    "MODELS",
+    "ModelSpec",
+    "PretrainedError",
+    "PretrainedReport",
+    "SegmentationModel",
+    "UnknownModelError",
+    "build_model",
+    "get_model_spec",
+    "imagenet_state_dict",
+    "list_models",
+    "load_pretrained",
+    "register_model",
 ]

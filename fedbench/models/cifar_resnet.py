@@ -22,7 +22,7 @@ class ShortcutA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Subsample and zero-pad channels (split evenly before/after, as in the paper code)."""
         if self.stride != 1:
-            x = x[:, :, ::self.stride, ::self.stride]
+            x = x[:, :, :: self.stride, :: self.stride]
         if self.extra:
             lo = self.extra // 2
             x = F.pad(x, (0, 0, 0, 0, lo, self.extra - lo))
@@ -43,8 +43,9 @@ class BasicBlock(nn.Module):
             if option == "A":
                 self.shortcut = ShortcutA(in_planes, planes, stride)
             elif option == "B":
-                self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
-                                              nn.BatchNorm2d(planes))
+                self.shortcut = nn.Sequential(
+                    nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+                )
             else:
                 raise ValueError(f"shortcut option must be 'A' or 'B', got {option!r}")
 
@@ -59,8 +60,14 @@ class CifarResNet(nn.Module):
     """ResNet-(6n+2) for 32x32 inputs; `small_input=False` adds a 7x7/2 conv + 3x3/2 max-pool
     stem (ImageNet-style) so that large images are affordable."""
 
-    def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 3,
-                 small_input: bool = True, shortcut: str = "A") -> None:
+    def __init__(
+        self,
+        depth: int,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        small_input: bool = True,
+        shortcut: str = "A",
+    ) -> None:
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
@@ -86,8 +93,11 @@ class CifarResNet(nn.Module):
         self.fc = nn.Linear(64, num_classes)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out" if isinstance(m, nn.Conv2d)
-                                        else "fan_in", nonlinearity="relu")
+                nn.init.kaiming_normal_(
+                    m.weight,
+                    mode="fan_out" if isinstance(m, nn.Conv2d) else "fan_in",
+                    nonlinearity="relu",
+                )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Feature map [N, 64, H/4, W/4] (small input) before pooling."""

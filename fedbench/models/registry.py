@@ -63,11 +63,13 @@ def get_model_spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
-        raise UnknownModelError(f"unknown model {name!r}; known models: "
-                                f"{', '.join(list_models())}") from None
+        raise UnknownModelError(
+            f"unknown model {name!r}; known models: {', '.join(list_models())}"
+        ) from None
 
 
 # ---- torchvision ResNets ------------------------------------------------------------------
+
 
 def _resnet(arch: str, num_classes: int, in_channels: int, small_input: bool) -> nn.Module:
     import torchvision.models as tvm
@@ -91,14 +93,16 @@ def _resnet_trunk(model: nn.Module) -> nn.Module:
 
 # ---- MobileNetV2 --------------------------------------------------------------------------
 
+
 def _mobilenet_v2(num_classes: int, in_channels: int, small_input: bool) -> nn.Module:
     import torchvision.models as tvm
 
     model = tvm.mobilenet_v2(weights=None, num_classes=num_classes)
     stem = model.features[0][0]
     if small_input or in_channels != 3:
-        model.features[0][0] = nn.Conv2d(in_channels, stem.out_channels, 3,
-                                         1 if small_input else 2, 1, bias=False)
+        model.features[0][0] = nn.Conv2d(
+            in_channels, stem.out_channels, 3, 1 if small_input else 2, 1, bias=False
+        )
         nn.init.kaiming_normal_(model.features[0][0].weight, mode="fan_out")
     if small_input:
         # as in the usual CIFAR MobileNetV2: stride 1 in the stem and the first 24-channel
@@ -113,6 +117,7 @@ def _features_trunk(model: nn.Module) -> nn.Module:
 
 # ---- VGG ----------------------------------------------------------------------------------
 
+
 def _vgg(arch: str, num_classes: int, in_channels: int, small_input: bool) -> nn.Module:
     import torchvision.models as tvm
 
@@ -126,7 +131,9 @@ def _vgg(arch: str, num_classes: int, in_channels: int, small_input: bool) -> nn
         model.features[-1] = nn.Identity()
         model.avgpool = nn.AdaptiveAvgPool2d(1)
         model.classifier = nn.Sequential(
-            nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Dropout(0.5),
+            nn.Linear(512, 512),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
             nn.Linear(512, num_classes),
         )
         for m in model.classifier:
@@ -138,30 +145,73 @@ def _vgg(arch: str, num_classes: int, in_channels: int, small_input: bool) -> nn
 
 # ---- CIFAR ResNets ------------------------------------------------------------------------
 
-def _cifar_resnet(depth: int, num_classes: int, in_channels: int, small_input: bool,
-                  shortcut: str = "A") -> nn.Module:
+
+def _cifar_resnet(
+    depth: int, num_classes: int, in_channels: int, small_input: bool, shortcut: str = "A"
+) -> nn.Module:
     from fedbench.models.cifar_resnet import CifarResNet
 
     return CifarResNet(depth, num_classes, in_channels, small_input, shortcut)
 
 
-for _arch, _ch, _large in (("resnet18", 512, False), ("resnet34", 512, False),
-                           ("resnet50", 2048, True)):
-    register_model(ModelSpec(_arch, "resnet", partial(_resnet, _arch), _resnet_trunk, _ch,
-                             f"torchvision {_arch}", large=_large, torchvision_name=_arch))
-register_model(ModelSpec("mobilenet_v2", "mobilenet", _mobilenet_v2, _features_trunk, 1280,
-                         "torchvision MobileNetV2 (width 1.0)", torchvision_name="mobilenet_v2"))
+for _arch, _ch, _large in (
+    ("resnet18", 512, False),
+    ("resnet34", 512, False),
+    ("resnet50", 2048, True),
+):
+    register_model(
+        ModelSpec(
+            _arch,
+            "resnet",
+            partial(_resnet, _arch),
+            _resnet_trunk,
+            _ch,
+            f"torchvision {_arch}",
+            large=_large,
+            torchvision_name=_arch,
+        )
+    )
+register_model(
+    ModelSpec(
+        "mobilenet_v2",
+        "mobilenet",
+        _mobilenet_v2,
+        _features_trunk,
+        1280,
+        "torchvision MobileNetV2 (width 1.0)",
+        torchvision_name="mobilenet_v2",
+    )
+)
 for _arch in ("vgg11", "vgg16", "vgg11_bn", "vgg16_bn"):
-    register_model(ModelSpec(_arch, "vgg", partial(_vgg, _arch), _features_trunk, 512,
-                             f"torchvision {_arch}", large=True, torchvision_name=_arch))
+    register_model(
+        ModelSpec(
+            _arch,
+            "vgg",
+            partial(_vgg, _arch),
+            _features_trunk,
+            512,
+            f"torchvision {_arch}",
+            large=True,
+            torchvision_name=_arch,
+        )
+    )
 for _depth in (20, 56):
-    register_model(ModelSpec(f"resnet{_depth}", "cifar_resnet", partial(_cifar_resnet, _depth),
-                             _resnet_trunk, 64,
-                             f"CIFAR ResNet-{_depth} (He et al. 2016), option A shortcuts "
-                             f"(option B with shortcut='B')", options={"shortcut": "A"}))
+    register_model(
+        ModelSpec(
+            f"resnet{_depth}",
+            "cifar_resnet",
+            partial(_cifar_resnet, _depth),
+            _resnet_trunk,
+            64,
+            f"CIFAR ResNet-{_depth} (He et al. 2016), option A shortcuts "
+            f"(option B with shortcut='B')",
+            options={"shortcut": "A"},
+        )
+    )
 
 
 # ---- segmentation -------------------------------------------------------------------------
+
 
 class SegmentationModel(nn.Module):
     """FCN-style: backbone trunk, torchvision's FCNHead (3x3 conv-BN-ReLU-dropout-1x1 conv),
@@ -183,6 +233,7 @@ class SegmentationModel(nn.Module):
 
 # ---- pretrained weights -------------------------------------------------------------------
 
+
 @dataclass
 class PretrainedReport:
     """What `load_pretrained` did: keys loaded, keys skipped (with why), model keys missing."""
@@ -195,8 +246,10 @@ class PretrainedReport:
     def summary(self) -> str:
         """One line for logs."""
         sk = ", ".join(k for k, _ in self.skipped[:8]) + (" ..." if len(self.skipped) > 8 else "")
-        return (f"pretrained {self.path}: loaded {len(self.loaded)} tensors, skipped "
-                f"{len(self.skipped)} [{sk}], {len(self.missing)} model tensors not in file")
+        return (
+            f"pretrained {self.path}: loaded {len(self.loaded)} tensors, skipped "
+            f"{len(self.skipped)} [{sk}], {len(self.missing)} model tensors not in file"
+        )
 
 
 class PretrainedError(ValueError):
@@ -259,8 +312,9 @@ def imagenet_state_dict(name: str) -> tuple[dict[str, torch.Tensor], str]:
     return state, str(weights)
 
 
-def load_pretrained(model: nn.Module, path: str | os.PathLike, prefix: str = ""
-                    ) -> PretrainedReport:
+def load_pretrained(
+    model: nn.Module, path: str | os.PathLike, prefix: str = ""
+) -> PretrainedReport:
     """Load a local state_dict file (torch.load, weights_only=True) or, for path 'imagenet',
     torchvision's ImageNet weights of the model's architecture (`model.fedbench_name`) into
     `model`, skipping tensors whose name or shape does not match (an adapted stem or
@@ -306,29 +360,39 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, prefix: str = ""
 
 # ---- the one entry point ------------------------------------------------------------------
 
-def build_model(name: str, num_classes: int, in_channels: int = 3, small_input: bool = True,
-                task: str = "classification", pretrained: str | os.PathLike | None = None,
-                **options: Any) -> nn.Module:
-    """Build registered architecture `name` (no hub download: torchvision weights=None).
+
+def build_model(
+    name: str,
+    num_classes: int,
+    in_channels: int = 3,
+    small_input: bool = True,
+    task: str = "classification",
+    pretrained: str | os.PathLike | None = None,
+    **options: Any,
+) -> nn.Module:
+    """Build registered architecture `name` (torchvision weights=None; see `pretrained`).
 
     small_input: 3x3 stride-1 stem, no max-pool (28-32 px); else ImageNet-style stem.
     task 'classification'/'multilabel' give logits [N, num_classes]; 'segmentation' an
     FCN head on the trunk, logits [N, num_classes, H, W]. pretrained: a local state_dict
     file, or 'imagenet' for torchvision's published weights (hub cache or download, hash
     checked), loaded with load_pretrained (mismatching stem/classifier tensors skipped, e.g.
-    the 3x3 small-input stem and the classifier); the report is `model.pretrained_report`. options go to the builder (resnet20/56:
-    shortcut='A'|'B').
+    the 3x3 small-input stem and the classifier); the report is `model.pretrained_report`.
+    options go to the builder (resnet20/56: shortcut='A'|'B').
     """
     spec = get_model_spec(name)
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if num_classes < 1 or in_channels < 1:
-        raise ValueError(f"num_classes and in_channels must be >= 1 (got {num_classes}, "
-                         f"{in_channels})")
+        raise ValueError(
+            f"num_classes and in_channels must be >= 1 (got {num_classes}, {in_channels})"
+        )
     unknown = set(options) - set(spec.options)
     if unknown:
-        raise ValueError(f"{name} takes no option(s) {sorted(unknown)}; its options: "
-                         f"{sorted(spec.options) or 'none'}")
+        raise ValueError(
+            f"{name} takes no option(s) {sorted(unknown)}; its options: "
+            f"{sorted(spec.options) or 'none'}"
+        )
     model = spec.build(num_classes, in_channels, small_input, **options)
     object.__setattr__(model, "fedbench_name", name)  # a plain attribute, not a submodule
     report = load_pretrained(model, pretrained) if pretrained is not None else None

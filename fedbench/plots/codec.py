@@ -222,8 +222,14 @@ def plot_codec_throughput(
         for k, (what, column) in enumerate(columns.items()):
             if rows[column].isna().all():
                 continue
-            ax.barh(y + (k - 0.5) * 0.4, rows[column], 0.4, color=colours[what], label=what,
-                    gid=f"{what}|{panel}")
+            ax.barh(
+                y + (k - 0.5) * 0.4,
+                rows[column],
+                0.4,
+                color=colours[what],
+                label=what,
+                gid=f"{what}|{panel}",
+            )
         ax.set_yticks(y, rows["codec"])
         ax.invert_yaxis()
         style.log_axis(ax, "x")
@@ -257,10 +263,16 @@ def codec_entropy_data(csv: str | Path) -> pd.DataFrame:
         rows = frame[frame["panel"] == panel]
         data = rows.groupby("codec")["over_h0"].mean()
         data = data.reindex([c for c in codecs if c in data.index])
-        parts.append(pd.DataFrame({
-            "panel": panel, "codec": data.index, "over_h0": data.to_numpy(),
-            "h0_bytes": float(rows["h0_bytes"].iloc[0]),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "panel": panel,
+                    "codec": data.index,
+                    "over_h0": data.to_numpy(),
+                    "h0_bytes": float(rows["h0_bytes"].iloc[0]),
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -282,15 +294,22 @@ def plot_codec_entropy(
     for ax, panel in zip(axes, panels, strict=True):
         rows = data[data["panel"] == panel]
         y = np.arange(len(rows))
-        bars = ax.barh(y, rows["over_h0"], color=[colours[c] for c in rows["codec"]],
-                       gid=f"over_h0|{panel}")
+        bars = ax.barh(
+            y, rows["over_h0"], color=[colours[c] for c in rows["codec"]], gid=f"over_h0|{panel}"
+        )
         for bar, codec in zip(bars, rows["codec"], strict=True):
             if "int32" in codec:  # the same coder on wider input words: hatched
                 bar.set_hatch("//")
         ax.axvline(1.0, color="0.2", linestyle="--", linewidth=1)
         for yi, v in zip(y, rows["over_h0"], strict=True):
-            ax.annotate(f"{v:.2f}", (v, yi), xytext=(3, 0), textcoords="offset points",
-                        va="center", fontsize="x-small")
+            ax.annotate(
+                f"{v:.2f}",
+                (v, yi),
+                xytext=(3, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize="x-small",
+            )
         ax.set_yticks(y, rows["codec"])
         ax.invert_yaxis()
         ax.set_xlim(0, right)

@@ -27,7 +27,10 @@ from fedbench.plots.codec import (
 from fedbench.plots.runs import PlotInputError, Run, load_runs, metrics_frame, summary_frame
 
 RUN_FIGURES = (
-    "accuracy_vs_round", "accuracy_vs_mb", "compression_ratio", "sparsity_sweep",
+    "accuracy_vs_round",
+    "accuracy_vs_mb",
+    "compression_ratio",
+    "sparsity_sweep",
     "bytes_by_class",
 )
 CODEC_FIGURES = ("codec_throughput", "codec_entropy")
@@ -62,8 +65,13 @@ def _metric_column(frame: pd.DataFrame) -> str:
     return "test_acc"
 
 
-def _legend(fig: plt.Figure, labels: list[str], colours: dict, markers: dict,
-            extra: Sequence[tuple[object, str]] = ()) -> None:
+def _legend(
+    fig: plt.Figure,
+    labels: list[str],
+    colours: dict,
+    markers: dict,
+    extra: Sequence[tuple[object, str]] = (),
+) -> None:
     """One shared legend right of the panels, in method order, then any extra entries."""
     handles = [plt.Line2D([], [], color=colours[lb], marker=markers[lb]) for lb in labels]
     names = [style.display(lb) for lb in labels]
@@ -115,8 +123,9 @@ def _majority_name(values: Iterable[float]) -> str:
     return f"majority class ({distinct[0]:.1%})" if len(distinct) == 1 else "majority class"
 
 
-def _curves(runs: Sequence[Run], out_dir: Path, stem: str, x: str, xlabel: str,
-            log_x: bool) -> list[Path]:
+def _curves(
+    runs: Sequence[Run], out_dir: Path, stem: str, x: str, xlabel: str, log_x: bool
+) -> list[Path]:
     """Per data set: accuracy curves, rows = models, columns = settings, mean over seeds +- sd."""
     paths: list[Path] = []
     points = accuracy_curve_data(runs, x)
@@ -152,8 +161,11 @@ def _curves(runs: Sequence[Run], out_dir: Path, stem: str, x: str, xlabel: str,
                         gid=f"curve|{dataset}|{model}|{setting}|{label}",
                     )
                     ax.fill_between(
-                        agg["x"], agg["y"] - agg["sd"], agg["y"] + agg["sd"],
-                        color=colours[label], alpha=0.2,
+                        agg["x"],
+                        agg["y"] - agg["sd"],
+                        agg["y"] + agg["sd"],
+                        color=colours[label],
+                        alpha=0.2,
                     )
                 here = lines[(lines["model"] == model) & (lines["setting"] == setting)]
                 for value in here["majority_acc"]:
@@ -169,8 +181,12 @@ def _curves(runs: Sequence[Run], out_dir: Path, stem: str, x: str, xlabel: str,
         fig.tight_layout()
         extra = []
         if not lines.empty:
-            extra.append((plt.Line2D([], [], color="0.25", linestyle="--", linewidth=1),
-                          _majority_name(lines["majority_acc"])))
+            extra.append(
+                (
+                    plt.Line2D([], [], color="0.25", linestyle="--", linewidth=1),
+                    _majority_name(lines["majority_acc"]),
+                )
+            )
         _legend(fig, labels, colours, markers, extra)
         paths += style.save(fig, out_dir, f"{stem}_{dataset}")
     return paths
@@ -249,9 +265,15 @@ def plot_compression_ratio(runs: Sequence[Run], out_dir: str | Path) -> list[Pat
                 for xi, (model, row) in zip(xs, stats.iterrows(), strict=True):
                     # Above the error bar, vertical: bars are too narrow for level text.
                     ax.annotate(
-                        row["text"], (xi, row["ratio"] + row["sd"]), xytext=(0, 2),
-                        textcoords="offset points", ha="center", va="bottom", rotation=90,
-                        fontsize="x-small", gid=f"ratio|{setting}|{dataset}|{label}|{model}",
+                        row["text"],
+                        (xi, row["ratio"] + row["sd"]),
+                        xytext=(0, 2),
+                        textcoords="offset points",
+                        ha="center",
+                        va="bottom",
+                        rotation=90,
+                        fontsize="x-small",
+                        gid=f"ratio|{setting}|{dataset}|{label}|{model}",
                     )
             ax.axhline(style.PAPER_MAX_RATIO, color="0.3", linestyle="--", linewidth=1)
             style.log_axis(ax, "y")
@@ -358,25 +380,29 @@ def plot_sparsity_sweep(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
                 )
                 for _, row in pts.iterrows():
                     if row["label"]:
-                        ax.annotate(row["label"], (row["ratio"], row["acc"]),
-                                    textcoords="offset points", xytext=(3, 3),
-                                    fontsize="x-small", color=colours[method])
+                        ax.annotate(
+                            row["label"],
+                            (row["ratio"], row["acc"]),
+                            textcoords="offset points",
+                            xytext=(3, 3),
+                            fontsize="x-small",
+                            color=colours[method],
+                        )
             style.log_axis(ax, "x")
             ax.set_title(f"{style.DATASET_NAMES.get(dataset, dataset)}, {model}")
             ax.set_xlabel("")
             panel_metrics = metrics.get((dataset, model), {"test_acc"})
             # Accuracy is the figure's default; a panel scored otherwise (VOC) says so.
             ax.set_ylabel(
-                "" if panel_metrics <= {"test_acc"}
+                ""
+                if panel_metrics <= {"test_acc"}
                 else "/".join(style.METRIC_NAMES.get(m, m) for m in sorted(panel_metrics))
             )
     handles = [plt.Line2D([], [], color=colours[m], linewidth=3) for m in methods] + [
         plt.Line2D([], [], color="0.3", linestyle=linestyles[s], marker=markers[s])
         for s in settings
     ]
-    names = [style.display(m) for m in methods] + [
-        style.SETTING_NAMES.get(s, s) for s in settings
-    ]
+    names = [style.display(m) for m in methods] + [style.SETTING_NAMES.get(s, s) for s in settings]
     # The numbers beside the points, explained in the legend (a long axis label would collide).
     point_labels = "numbers at points:\nupdate sparsity"
     if (frame["swept"] == "qp").any():
@@ -394,9 +420,13 @@ def plot_sparsity_sweep(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
 # Tensor classes of the ledger (fedbench.fl.ledger.CLASSES), in stacking order.
 BYTE_CLASSES = ("weight", "bn_affine", "bn_stats", "bias", "adf", "other", "overhead")
 _CLASS_NAMES = {
-    "weight": "conv/linear weights", "bn_affine": "BatchNorm affine",
-    "bn_stats": "BatchNorm running stats", "bias": "biases", "adf": "ADF factors",
-    "other": "other tensors", "overhead": "headers/overhead",
+    "weight": "conv/linear weights",
+    "bn_affine": "BatchNorm affine",
+    "bn_stats": "BatchNorm running stats",
+    "bias": "biases",
+    "adf": "ADF factors",
+    "other": "other tensors",
+    "overhead": "headers/overhead",
 }
 
 
@@ -414,16 +444,23 @@ def bytes_by_class_data(runs: Sequence[Run]) -> pd.DataFrame:
             continue
         for direction in ("up", "down"):
             for cls in BYTE_CLASSES:
-                rows.append({**run.labels, "direction": direction, "cls": cls,
-                             "bytes": float(by_class[direction].get(cls, 0))})
+                rows.append(
+                    {
+                        **run.labels,
+                        "direction": direction,
+                        "cls": cls,
+                        "bytes": float(by_class[direction].get(cls, 0)),
+                    }
+                )
     if not rows:
         raise PlotInputError("bytes_by_class: no run has bytes_by_class in its summary.json")
     frame = with_hue(pd.DataFrame(rows))
     keys = ["dataset", "setting", "label", "direction"]
     agg = frame.groupby([*keys, "cls"], sort=False)["bytes"].mean().reset_index()
     agg["total"] = agg.groupby(keys)["bytes"].transform("sum")
-    agg["share"] = np.where(agg["total"] > 0, agg["bytes"] / agg["total"].where(agg["total"] > 0,
-                                                                              1), 0.0)
+    agg["share"] = np.where(
+        agg["total"] > 0, agg["bytes"] / agg["total"].where(agg["total"] > 0, 1), 0.0
+    )
     return agg
 
 
@@ -434,12 +471,22 @@ def plot_bytes_by_class(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
     datasets = sorted(frame["dataset"].unique())
     settings = _ordered(frame["setting"].unique(), style.SETTING_ORDER)
     labels = style.label_order(list(frame["label"].unique()))
-    bars = [(st, lb) for st in settings for lb in labels
-            if ((frame["setting"] == st) & (frame["label"] == lb)).any()]
-    colours = dict(zip(BYTE_CLASSES, (style.PALETTE[i] for i in (0, 2, 8, 4, 3, 7, 9)),
-                       strict=True))
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 0.32 * len(bars) * len(datasets)
-                                                        + 1.4), squeeze=False, sharey=True)
+    bars = [
+        (st, lb)
+        for st in settings
+        for lb in labels
+        if ((frame["setting"] == st) & (frame["label"] == lb)).any()
+    ]
+    colours = dict(
+        zip(BYTE_CLASSES, (style.PALETTE[i] for i in (0, 2, 8, 4, 3, 7, 9)), strict=True)
+    )
+    fig, axes = plt.subplots(
+        len(datasets),
+        2,
+        figsize=(10, 0.32 * len(bars) * len(datasets) + 1.4),
+        squeeze=False,
+        sharey=True,
+    )
     names = [f"{style.SETTING_NAMES.get(st, st)}: {style.display(lb)}" for st, lb in bars]
     for i, dataset in enumerate(datasets):
         for j, direction in enumerate(("up", "down")):
@@ -447,24 +494,43 @@ def plot_bytes_by_class(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
             sub = frame[(frame["dataset"] == dataset) & (frame["direction"] == direction)]
             left = np.zeros(len(bars))
             for cls in BYTE_CLASSES:
-                share = np.array([
-                    float(sub[(sub["setting"] == st) & (sub["label"] == lb)
-                              & (sub["cls"] == cls)]["share"].sum()) for st, lb in bars
-                ])
-                ax.barh(np.arange(len(bars)), 100 * share, left=100 * left,
-                        color=colours[cls], gid=f"bytes|{dataset}|{direction}|{cls}")
+                share = np.array(
+                    [
+                        float(
+                            sub[
+                                (sub["setting"] == st) & (sub["label"] == lb) & (sub["cls"] == cls)
+                            ]["share"].sum()
+                        )
+                        for st, lb in bars
+                    ]
+                )
+                ax.barh(
+                    np.arange(len(bars)),
+                    100 * share,
+                    left=100 * left,
+                    color=colours[cls],
+                    gid=f"bytes|{dataset}|{direction}|{cls}",
+                )
                 left += share
             for k, (st, lb) in enumerate(bars):
                 tot = sub[(sub["setting"] == st) & (sub["label"] == lb)]["total"]
                 if len(tot):
-                    ax.annotate(f"{float(tot.iloc[0]) / 1e6:.3g} MB", (100, k), xytext=(3, 0),
-                                textcoords="offset points", va="center", fontsize="x-small")
+                    ax.annotate(
+                        f"{float(tot.iloc[0]) / 1e6:.3g} MB",
+                        (100, k),
+                        xytext=(3, 0),
+                        textcoords="offset points",
+                        va="center",
+                        fontsize="x-small",
+                    )
             ax.set_xlim(0, 100)
             ax.set_yticks(np.arange(len(bars)), names)
             ax.invert_yaxis()
             ax.set_xlabel("% of the bytes sent")
-            ax.set_title(f"{style.DATASET_NAMES.get(dataset, dataset)}, "
-                         f"{'uplink' if direction == 'up' else 'downlink'}")
+            ax.set_title(
+                f"{style.DATASET_NAMES.get(dataset, dataset)}, "
+                f"{'uplink' if direction == 'up' else 'downlink'}"
+            )
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in BYTE_CLASSES]
     fig.tight_layout()
     style.legend_right(fig, handles, [_CLASS_NAMES[c] for c in BYTE_CLASSES])
@@ -524,10 +590,14 @@ def make_figures(
     codec_scale: the codec workloads' scale for the codec figures' titles; None reads it from
     the benchmark's CSV or its sibling JSON (fedbench.plots.codec.codec_scale).
     """
-    wanted = list(only) if only else [
-        *(RUN_FIGURES if run_paths else ()),
-        *(CODEC_FIGURES if codec_csv else ()),
-    ]
+    wanted = (
+        list(only)
+        if only
+        else [
+            *(RUN_FIGURES if run_paths else ()),
+            *(CODEC_FIGURES if codec_csv else ()),
+        ]
+    )
     unknown = sorted(set(wanted) - set(ALL_FIGURES))
     if unknown:
         raise ValueError(f"unknown figure(s) {unknown}; choose from {list(ALL_FIGURES)}")

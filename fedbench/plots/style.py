@@ -44,8 +44,9 @@ PAPER_CITATION = "Becking et al., CVPR-W 2022"
 
 PALETTE = sns.color_palette("colorblind", 10)
 # fp32 grey (the reference), STC green, top-k brown, unscaled blue, ADF vermillion.
-_METHOD_COLOURS = dict(zip(METHOD_ORDER, (PALETTE[7], PALETTE[2], PALETTE[5], PALETTE[0],
-                                          PALETTE[3]), strict=True))
+_METHOD_COLOURS = dict(
+    zip(METHOD_ORDER, (PALETTE[7], PALETTE[2], PALETTE[5], PALETTE[0], PALETTE[3]), strict=True)
+)
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
@@ -80,6 +81,7 @@ def display(label: str) -> str:
 
 def label_order(labels: list[str]) -> list[str]:
     """Sort hue labels by the fixed method order, then by variant."""
+
     def key(label: str) -> tuple[int, str]:
         base = method_key(label)
         rank = METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER)

@@ -57,7 +57,9 @@ def test_workloads_are_seeded_and_scaled_slices():
         assert v.shape[0] == max(1, math.ceil(big[k].shape[0] / 0.2 * 0.05 - 1e-9))
         np.testing.assert_array_equal(v, big[k][: v.shape[0]])
     b = workloads.sparse_update(0.99, scale=0.05)
-    assert all(np.array_equal(b[k], v) for k, v in workloads.sparse_update(0.99, scale=0.05).items())
+    assert all(
+        np.array_equal(b[k], v) for k, v in workloads.sparse_update(0.99, scale=0.05).items()
+    )
 
 
 @pytest.mark.parametrize(("name", "zero_fraction"), [("B90", 0.90), ("B99", 0.99)])
@@ -187,8 +189,19 @@ def test_bench_command_writes_csv_and_json(tmp_path, capsys):
     stem = tmp_path / "out" / "codec_bench"
     peer_list = "nnc,nnc-1t,sparse,zlib,lzma,bz2,zstd"
     rc = bench_main(
-        ["--scale", "0.01", "--workloads", "A,B90,B99", "--repeats", "1", "--peers", peer_list,
-         "--out", str(stem), "--quiet"]
+        [
+            "--scale",
+            "0.01",
+            "--workloads",
+            "A,B90,B99",
+            "--repeats",
+            "1",
+            "--peers",
+            peer_list,
+            "--out",
+            str(stem),
+            "--quiet",
+        ]
     )
     assert rc == 0
     out = capsys.readouterr().out
@@ -224,8 +237,19 @@ def test_bench_nnc_matches_nncodec_bytes(tmp_path):
     pytest.importorskip("nncodec")
     stem = tmp_path / "cb"
     rc = bench_main(
-        ["--scale", "0.01", "--workloads", "B90", "--repeats", "0", "--peers", "nnc,nncodec",
-         "--out", str(stem), "--quiet"]
+        [
+            "--scale",
+            "0.01",
+            "--workloads",
+            "B90",
+            "--repeats",
+            "0",
+            "--peers",
+            "nnc,nncodec",
+            "--out",
+            str(stem),
+            "--quiet",
+        ]
     )
     _, doc = _read_outputs(stem)
     ident = doc["checks"]["B90"]["nncodec_identity"]
@@ -256,8 +280,23 @@ def test_fedbench_codec_bench_subcommand(tmp_path):
         if exc.code != 0:
             pytest.skip("`fedbench codec bench` is not wired in yet")
     stem = tmp_path / "cb"
-    rc = main(["codec", "bench", "--scale", "0.01", "--workloads", "B99", "--peers", "bz2",
-               "--repeats", "1", "--out", str(stem) + ".csv", "--quiet"])
+    rc = main(
+        [
+            "codec",
+            "bench",
+            "--scale",
+            "0.01",
+            "--workloads",
+            "B99",
+            "--peers",
+            "bz2",
+            "--repeats",
+            "1",
+            "--out",
+            str(stem) + ".csv",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     _, doc = _read_outputs(stem)
     assert [r["codec"] for r in doc["rows"]] == ["bz2-9/int32", "bz2-9/min:int8"]

@@ -38,15 +38,24 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
-@pytest.mark.parametrize("train", [
-    {"local_epochs": 2},
-    {"local_steps": 3, "precision": "bf16", "memory_format": "channels_last",
-     "parallel_clients": 2, "client_fraction": 0.67},
-])
+@pytest.mark.parametrize(
+    "train",
+    [
+        {"local_epochs": 2},
+        {
+            "local_steps": 3,
+            "precision": "bf16",
+            "memory_format": "channels_last",
+            "parallel_clients": 2,
+            "client_fraction": 0.67,
+        },
+    ],
+)
 def test_sim_bench_table(data, tmp_path, train):
     cfg = small_config(data={"num_clients": 3, "augment": True}, train={"rounds": 5, **train})
-    report = run_sim_bench(cfg, rounds=2, data=data, model_fn=tiny_model_fn, label="tiny",
-                           command="test")
+    report = run_sim_bench(
+        cfg, rounds=2, data=data, model_fn=tiny_model_fn, label="tiny", command="test"
+    )
     rows = report["rows"]
     assert [r["round"] for r in rows] == [1, 2, "total"]
     assert report["rounds"] == 2 and report["precision"] == cfg.train.precision
@@ -57,12 +66,20 @@ def test_sim_bench_table(data, tmp_path, train):
         # batches: 16 + 16 + 5 for the client of 37 samples, else 3 x 16
         want = (
             sum(37 if SIZES[k] == 37 else 48 for k in chosen)
-            if "local_steps" in train else 2 * sum(SIZES)
+            if "local_steps" in train
+            else 2 * sum(SIZES)
         )
         assert r["samples"] == want
     for r in rows:
-        for k in ("train_s", "plain_s", "code_s", "eval_s", "step_s", "samples_per_s",
-                  "plain_samples_per_s"):
+        for k in (
+            "train_s",
+            "plain_s",
+            "code_s",
+            "eval_s",
+            "step_s",
+            "samples_per_s",
+            "plain_samples_per_s",
+        ):
             assert r[k] > 0 and math.isfinite(r[k]), k
         assert r["samples_per_s"] == pytest.approx(r["samples"] / r["train_s"])
         assert r["plain_samples_per_s"] == pytest.approx(r["samples"] / r["plain_s"])
@@ -78,15 +95,34 @@ def test_sim_bench_table(data, tmp_path, train):
     assert table[2]["round"] == "total" and int(table[2]["samples"]) == total["samples"]
     assert table[0]["precision"] == cfg.train.precision and table[0]["config"] == "tiny"
     saved = json.loads(json_path.read_text())
-    for key in ("versions", "cpu_model", "cpu_bf16", "loadavg_before", "loadavg_after",
-                "threads", "torch_threads", "command", "config"):
+    for key in (
+        "versions",
+        "cpu_model",
+        "cpu_bf16",
+        "loadavg_before",
+        "loadavg_after",
+        "threads",
+        "torch_threads",
+        "command",
+        "config",
+    ):
         assert key in saved, key
     assert saved["config"]["train"]["rounds"] == 2
 
 
 def test_cli_rejects_bad_config(tmp_path, capsys):
-    rc = main(["bench", "sim", "--config", "smoke", "--set", "train.precision=fp8",
-               "--out", str(tmp_path)])
+    rc = main(
+        [
+            "bench",
+            "sim",
+            "--config",
+            "smoke",
+            "--set",
+            "train.precision=fp8",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 2
     assert "train.precision" in capsys.readouterr().err
     assert main(["bench", "sim", "--config", "smoke", "--rounds", "0", "--out", str(tmp_path)]) == 2
@@ -97,12 +133,28 @@ MIRROR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 @pytest.mark.skipif(not (MIRROR / "pneumoniamnist.npz").is_file(), reason="no data mirror")
 def test_cli_on_the_smoke_preset(tmp_path, capsys):
-    rc = main([
-        "bench", "sim", "--config", "smoke", "--rounds", "1", "--out", str(tmp_path),
-        "--set", f"data.mirror={MIRROR}", "--set", f"data.root={tmp_path / 'data'}",
-        "--set", "data.max_train_samples=96", "--set", "data.max_test_samples=64",
-        "--set", "device=cpu",
-    ])
+    rc = main(
+        [
+            "bench",
+            "sim",
+            "--config",
+            "smoke",
+            "--rounds",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--set",
+            f"data.mirror={MIRROR}",
+            "--set",
+            f"data.root={tmp_path / 'data'}",
+            "--set",
+            "data.max_train_samples=96",
+            "--set",
+            "data.max_test_samples=64",
+            "--set",
+            "device=cpu",
+        ]
+    )
     assert rc == 0
     saved = json.loads((tmp_path / "sim_bench.json").read_text())
     assert saved["rows"][0]["samples"] > 0

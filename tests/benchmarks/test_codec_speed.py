@@ -95,8 +95,15 @@ def test_encode_nncodec_reference(benchmark, name):
     def run() -> bytes:
         with contextlib.redirect_stdout(io.StringIO()):
             return bytes(
-                nnc.compress(tensors, bitstream_path=None, qp=-32, use_dq=False, param_opt=False,
-                             return_bitstream=True, verbose=False)
+                nnc.compress(
+                    tensors,
+                    bitstream_path=None,
+                    qp=-32,
+                    use_dq=False,
+                    param_opt=False,
+                    return_bitstream=True,
+                    verbose=False,
+                )
             )
 
     data = benchmark.pedantic(run, rounds=ROUNDS, warmup_rounds=1)
@@ -110,8 +117,15 @@ def test_decode_nncodec_reference(benchmark, name):
     tensors = _workload(name)
     with contextlib.redirect_stdout(io.StringIO()):
         data = bytes(
-            nnc.compress(tensors, bitstream_path=None, qp=-32, use_dq=False, param_opt=False,
-                         return_bitstream=True, verbose=False)
+            nnc.compress(
+                tensors,
+                bitstream_path=None,
+                qp=-32,
+                use_dq=False,
+                param_opt=False,
+                return_bitstream=True,
+                verbose=False,
+            )
         )
 
     def run() -> dict:

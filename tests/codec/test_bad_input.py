@@ -88,8 +88,14 @@ def test_trailing_garbage() -> None:
 
 def _entry(**kw: object) -> TensorEntry:
     base: dict[str, object] = {
-        "name": "x", "dtype": "float32", "shape": (10, 10), "kind": container.KIND_QUANTIZED,
-        "coder": container.CODER_SPARSE, "qp": -32, "qp_density": 2, "segments": [(1, 3)],
+        "name": "x",
+        "dtype": "float32",
+        "shape": (10, 10),
+        "kind": container.KIND_QUANTIZED,
+        "coder": container.CODER_SPARSE,
+        "qp": -32,
+        "qp_density": 2,
+        "segments": [(1, 3)],
     }
     base.update(kw)
     return TensorEntry(**base)  # type: ignore[arg-type]
@@ -102,17 +108,26 @@ def _entry(**kw: object) -> TensorEntry:
         (_entry(shape=(10**6, 10**6)), b"abc", "max_elements"),
         # 10^8 elements cannot fit in 3 bytes of per-element coding.
         (_entry(shape=(10**4, 10**4), segments=[(2, 3)]), b"abc", "cannot be coded"),
-        (_entry(shape=(10**4, 10**4), coder=container.CODER_NNC, segments=[(0, 3)]), b"abc",
-         "cannot be coded"),
+        (
+            _entry(shape=(10**4, 10**4), coder=container.CODER_NNC, segments=[(0, 3)]),
+            b"abc",
+            "cannot be coded",
+        ),
         (_entry(segments=[(7, 3)]), b"abc", "unknown sparse method"),
-        (_entry(shape=(10, 10), segments=[(1, 1), (1, 2)], segment_elements=30), b"abc",
-         "segments"),
+        (
+            _entry(shape=(10, 10), segments=[(1, 1), (1, 2)], segment_elements=30),
+            b"abc",
+            "segments",
+        ),
         (_entry(coder=container.CODER_EMPTY, segments=[(1, 3)]), b"abc", None),
     ],
 )
-def test_crafted_headers_with_valid_crc(entry: TensorEntry, payload: bytes, match: str | None) -> None:
-    data = container.write("nnc" if entry.coder == container.CODER_NNC else "sparse",
-                           [entry], [payload])
+def test_crafted_headers_with_valid_crc(
+    entry: TensorEntry, payload: bytes, match: str | None
+) -> None:
+    data = container.write(
+        "nnc" if entry.coder == container.CODER_NNC else "sparse", [entry], [payload]
+    )
     tracemalloc.start()
     try:
         with pytest.raises(CodecError, match=match):
@@ -131,8 +146,9 @@ def test_duplicate_names_and_bad_records() -> None:
     kind_mismatch = container.write("sparse", [_entry(dtype="int32")], [b"abc"])
     with pytest.raises(CorruptStreamError, match="kind"):
         decode(kind_mismatch)
-    nnc_in_sparse = container.write("sparse", [_entry(coder=container.CODER_NNC,
-                                                      segments=[(0, 3)])], [b"abc"])
+    nnc_in_sparse = container.write(
+        "sparse", [_entry(coder=container.CODER_NNC, segments=[(0, 3)])], [b"abc"]
+    )
     with pytest.raises(CorruptStreamError, match="NNC payload"):
         decode(nnc_in_sparse)
 
@@ -161,8 +177,9 @@ def test_lossless_values_out_of_dtype_range() -> None:
     from fedbench.codec import sparse
 
     method, payload = sparse.choose_and_encode(np.array([0, 2, 0, 1], np.int32))
-    e = _entry(dtype="bool", kind=container.KIND_LOSSLESS, shape=(4,),
-               segments=[(method, len(payload))])
+    e = _entry(
+        dtype="bool", kind=container.KIND_LOSSLESS, shape=(4,), segments=[(method, len(payload))]
+    )
     with pytest.raises(CorruptStreamError, match="fit bool"):
         decode(container.write("sparse", [e], [payload]))
 

@@ -1,4 +1,4 @@
-"""Round trips, parallel entry-point decoding, damaged streams and settings of the DeepCABAC coder."""
+"""Round trips, parallel entry-point decoding, damaged streams and settings of DeepCABAC."""
 
 from __future__ import annotations
 
@@ -26,9 +26,16 @@ from fedbench.codec.errors import (
 )
 
 DEC_KEYS = {
-    "cabac_unary_length", "dq_flag", "scan_order", "general_profile_idc",
-    "parent_node_id_present_flag", "hdspMode", "hdspHist", "codebook_size",
-    "codebook_zero_offset", "baseWeights",
+    "cabac_unary_length",
+    "dq_flag",
+    "scan_order",
+    "general_profile_idc",
+    "parent_node_id_present_flag",
+    "hdspMode",
+    "hdspHist",
+    "codebook_size",
+    "codebook_zero_offset",
+    "baseWeights",
 }
 
 
@@ -74,13 +81,15 @@ def _roundtrip(levels, **args):
     return data
 
 
-COMBOS = list(itertools.product(
-    [0, 1],  # dq_flag
-    [0, 1, 2],  # scan_order
-    [0, 1],  # param_opt_flag
-    [0, 1],  # rowSkipFlag
-    [0, 1],  # general_profile_idc
-))
+COMBOS = list(
+    itertools.product(
+        [0, 1],  # dq_flag
+        [0, 1, 2],  # scan_order
+        [0, 1],  # param_opt_flag
+        [0, 1],  # rowSkipFlag
+        [0, 1],  # general_profile_idc
+    )
+)
 
 
 @pytest.mark.parametrize("dq,scan,popt,rskip,prof", COMBOS)
@@ -88,8 +97,14 @@ def test_roundtrip_setting_combinations(dq, scan, popt, rskip, prof):
     rng = np.random.default_rng(1000 * dq + 100 * scan + 10 * popt + 2 * rskip + prof)
     for shape, kind in (((37, 21), "zero_rows"), ((20, 3, 3), "gauss"), ((50,), "sparse")):
         lv = _levels(rng, shape, kind)
-        _roundtrip(lv, dq_flag=dq, scan_order=scan, param_opt_flag=popt, rowSkipFlag=rskip,
-                   general_profile_idc=prof)
+        _roundtrip(
+            lv,
+            dq_flag=dq,
+            scan_order=scan,
+            param_opt_flag=popt,
+            rowSkipFlag=rskip,
+            general_profile_idc=prof,
+        )
 
 
 @pytest.mark.parametrize("scan", [3, 4])
@@ -118,17 +133,26 @@ def test_roundtrip_hdsp(mode, dq):
     rng = np.random.default_rng(7)
     lv = _levels(rng, (24, 30), "sparse")
     hist = (rng.random(lv.shape) < 0.3).astype(np.int8)
-    _roundtrip(lv, parent_node_id_present_flag=1, hdspMode=mode, hdspHist=hist, dq_flag=dq,
-               param_opt_flag=1)
+    _roundtrip(
+        lv,
+        parent_node_id_present_flag=1,
+        hdspMode=mode,
+        hdspHist=hist,
+        dq_flag=dq,
+        param_opt_flag=1,
+    )
 
 
 @pytest.mark.parametrize("dq,scan,rskip", [(0, 0, 0), (1, 0, 1), (0, 1, 1), (1, 2, 0)])
 def test_roundtrip_tca(dq, scan, rskip):
     rng = np.random.default_rng(11)
     base = _levels(rng, (40, 27), "gauss")
-    lv = np.where(rng.random(base.shape) < 0.5, base, _levels(rng, (40, 27), "sparse")).astype(np.int32)
-    _roundtrip(lv, baseWeights=base, dq_flag=dq, scan_order=scan, rowSkipFlag=rskip,
-               param_opt_flag=1)
+    lv = np.where(rng.random(base.shape) < 0.5, base, _levels(rng, (40, 27), "sparse")).astype(
+        np.int32
+    )
+    _roundtrip(
+        lv, baseWeights=base, dq_flag=dq, scan_order=scan, rowSkipFlag=rskip, param_opt_flag=1
+    )
 
 
 @pytest.mark.parametrize("size,off", [(1, 0), (2, 0), (2, 1), (6, 0), (6, 5), (9, 4), (40, 17)])
@@ -136,8 +160,9 @@ def test_roundtrip_tca(dq, scan, rskip):
 def test_roundtrip_codebook(size, off, prof):
     rng = np.random.default_rng(size * 100 + off)
     lv = rng.integers(-off, size - off, (12, 33)).astype(np.int32)
-    data = _roundtrip(lv, codebook_size=size, codebook_zero_offset=off, general_profile_idc=prof,
-                      param_opt_flag=1)
+    data = _roundtrip(
+        lv, codebook_size=size, codebook_zero_offset=off, general_profile_idc=prof, param_opt_flag=1
+    )
     if size == 1 and prof == 1:
         assert data == b"\xfe\x80"
 
@@ -170,7 +195,9 @@ def test_parallel_entry_point_decode_equals_sequential(dq, rskip, scan):
     seq, eps2 = decode_levels_with_entry_points(data, lv.shape, **_dec_args(args))
     np.testing.assert_array_equal(eps, eps2)
     for threads in (1, 2, 3, 8, None):
-        par = decode_levels(data, lv.shape, entry_points=eps, num_threads=threads, **_dec_args(args))
+        par = decode_levels(
+            data, lv.shape, entry_points=eps, num_threads=threads, **_dec_args(args)
+        )
         np.testing.assert_array_equal(par, seq)
 
 
@@ -228,8 +255,13 @@ def test_flipped_bits_never_crash():
 
 
 @settings(max_examples=60, deadline=None)
-@given(garbage=st.binary(min_size=0, max_size=200), rows=st.integers(1, 40), width=st.integers(1, 40),
-       dq=st.integers(0, 1), scan=st.integers(0, 4))
+@given(
+    garbage=st.binary(min_size=0, max_size=200),
+    rows=st.integers(1, 40),
+    width=st.integers(1, 40),
+    dq=st.integers(0, 1),
+    scan=st.integers(0, 4),
+)
 @example(garbage=b"", rows=4, width=4, dq=0, scan=0)
 @example(garbage=b"\x80", rows=4, width=4, dq=1, scan=1)
 def test_garbage_raises_a_stream_error_or_decodes_a_valid_tensor(garbage, rows, width, dq, scan):
@@ -261,8 +293,19 @@ def test_wrong_shape_decodes_the_same_matrix_view_or_raises_a_stream_error():
     # Any other view reads different bins (another number of levels, another block scan, or
     # no side-info bin for 1-D / Nx1 / 1xN). For this fixed stream each is caught by the
     # termination checks, as a stream error: the settings themselves are fine.
-    for shape in [(16, 13), (16, 11), (17, 12), (12, 16), (8, 24), (192,), (192, 1), (1, 192),
-                  (1,), (5, 5, 5), (200, 100)]:
+    for shape in [
+        (16, 13),
+        (16, 11),
+        (17, 12),
+        (12, 16),
+        (8, 24),
+        (192,),
+        (192, 1),
+        (1, 192),
+        (1,),
+        (5, 5, 5),
+        (200, 100),
+    ]:
         with pytest.raises(CorruptStreamError):
             decode_levels(data, shape, scan_order=1)
     # More levels than the bytes can hold even at the cheapest bin cost: refused up front.
@@ -286,15 +329,26 @@ def test_raster_stream_decodes_under_every_2d_view():
             decode_levels(data, shape)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"dq_flag": 2}, {"scan_order": 5}, {"scan_order": -1}, {"general_profile_idc": 2},
-    {"param_opt_flag": "yes"}, {"cabac_unary_length": 0}, {"cabac_unary_length": 1.5},
-    {"hdspMode": "Sometimes"}, {"hdspMode": 5}, {"codebook_size": -1},
-    {"codebook_size": 4, "codebook_zero_offset": 4}, {"codebook_zero_offset": 1},
-    {"rowSkipFlag": 1, "ChanZeroList": np.zeros(3, np.int32)},
-    {"rowSkipFlag": 1, "ChanZeroList": np.full(4, 2, np.int32)},
-    {"hdspMode": "TensorOn", "parent_node_id_present_flag": 1},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"dq_flag": 2},
+        {"scan_order": 5},
+        {"scan_order": -1},
+        {"general_profile_idc": 2},
+        {"param_opt_flag": "yes"},
+        {"cabac_unary_length": 0},
+        {"cabac_unary_length": 1.5},
+        {"hdspMode": "Sometimes"},
+        {"hdspMode": 5},
+        {"codebook_size": -1},
+        {"codebook_size": 4, "codebook_zero_offset": 4},
+        {"codebook_zero_offset": 1},
+        {"rowSkipFlag": 1, "ChanZeroList": np.zeros(3, np.int32)},
+        {"rowSkipFlag": 1, "ChanZeroList": np.full(4, 2, np.int32)},
+        {"hdspMode": "TensorOn", "parent_node_id_present_flag": 1},
+    ],
+)
 def test_settings_validation(kwargs):
     lv = np.zeros((4, 6), np.int32)
     with pytest.raises(SettingsError):
@@ -350,8 +404,19 @@ def test_large_levels_grow_buffer():
 def _reference_encode(dc, lv, *, n, popt, dq, scan, rskip, chan):
     enc = dc.Encoder()
     enc.initCtxModels(n, popt)
-    enc.encodeLayer(np.ascontiguousarray(lv, np.int32), dq, scan, 1, 0, rskip, chan.astype(np.int32),
-                    dc.HdspMode.AlwaysOff, np.zeros(2, np.int8), 0, 0)
+    enc.encodeLayer(
+        np.ascontiguousarray(lv, np.int32),
+        dq,
+        scan,
+        1,
+        0,
+        rskip,
+        chan.astype(np.int32),
+        dc.HdspMode.AlwaysOff,
+        np.zeros(2, np.int8),
+        0,
+        0,
+    )
     return bytes(enc.finish())
 
 
@@ -366,19 +431,35 @@ def test_differential_against_reference_deepcabac():
             x = np.round(rng.normal(0, 6, shape)) * (rng.random(shape) < density)
             x[rng.random(shape[0]) < 0.2] = 0
             lv = x.astype(np.int32)
-            for dq, scan, rskip, popt in [(0, 0, 0, 0), (0, 1, 1, 0), (1, 0, 0, 1), (1, 2, 1, 0),
-                                          (0, 3, 0, 1)]:
+            for dq, scan, rskip, popt in [
+                (0, 0, 0, 0),
+                (0, 1, 1, 0),
+                (1, 0, 0, 1),
+                (1, 2, 1, 0),
+                (0, 3, 0, 1),
+            ]:
                 chan = default_chan_zero_list(lv)
                 if dq:
                     # valid DQ levels: project through one encode/decode of our own coder
-                    lv2 = decode_levels(encode_levels(lv, dq_flag=1, scan_order=scan), lv.shape,
-                                        dq_flag=1, scan_order=scan)
+                    lv2 = decode_levels(
+                        encode_levels(lv, dq_flag=1, scan_order=scan),
+                        lv.shape,
+                        dq_flag=1,
+                        scan_order=scan,
+                    )
                 else:
                     lv2 = lv
-                ref = _reference_encode(dc, lv2, n=11, popt=popt, dq=dq, scan=scan, rskip=rskip,
-                                        chan=chan)
-                ours = encode_levels(lv2, param_opt_flag=popt, dq_flag=dq, scan_order=scan,
-                                     rowSkipFlag=rskip, ChanZeroList=chan)
+                ref = _reference_encode(
+                    dc, lv2, n=11, popt=popt, dq=dq, scan=scan, rskip=rskip, chan=chan
+                )
+                ours = encode_levels(
+                    lv2,
+                    param_opt_flag=popt,
+                    dq_flag=dq,
+                    scan_order=scan,
+                    rowSkipFlag=rskip,
+                    ChanZeroList=chan,
+                )
                 assert ours == ref, (shape, density, dq, scan, rskip, popt)
                 cases += 1
     assert cases == 80

@@ -87,8 +87,10 @@ def test_reconstruction_is_exactly_dequantized_levels(mode: str) -> None:
     from fedbench.codec.quant import dequantize, quantize
 
     rng = np.random.default_rng(8)
-    x = {"w": rng.normal(0, 0.02, (30, 40)).astype(np.float32),
-         "b": rng.normal(0, 0.02, 30).astype(np.float32)}
+    x = {
+        "w": rng.normal(0, 0.02, (30, 40)).astype(np.float32),
+        "b": rng.normal(0, 0.02, 30).astype(np.float32),
+    }
     cfg = CodecConfig(mode=mode)
     y = decode(encode(x, cfg))
     assert np.array_equal(y["w"], dequantize(quantize(x["w"], cfg.qp), cfg.qp))
@@ -197,7 +199,9 @@ def test_nnc_payload_matches_conformance_vectors() -> None:
         levels = vectors[f"{v['id']}_levels"]
         row_skip = bool(args.get("rowSkipFlag"))
         cfg = CodecConfig(
-            mode="nnc", param_opt=bool(init["param_opt_flag"]), row_skip=row_skip,
+            mode="nnc",
+            param_opt=bool(init["param_opt_flag"]),
+            row_skip=row_skip,
             scan_order=int(args.get("scan_order", 0)),
         )
         data = encode({"levels": levels}, cfg)

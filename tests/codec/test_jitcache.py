@@ -9,7 +9,9 @@ import pytest
 from fedbench.codec import _jitcache
 
 
-def test_edit_of_a_dependency_drops_the_dependent_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_edit_of_a_dependency_drops_the_dependent_caches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = tmp_path / "__pycache__"
     cache.mkdir()
     for m in ("_kernels", "engine", "tables", "quant", "sparse", "limits"):

@@ -9,9 +9,7 @@ from hypothesis.extra import numpy as hnp
 
 from fedbench.codec import CodecConfig, CodecError, api, container, decode, encode, step_size
 
-_SETTINGS = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 _shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=9)
 _int_dtypes = st.sampled_from([np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8])
@@ -38,9 +36,7 @@ def _tensor(draw: st.DrawFn) -> np.ndarray:
     return arr
 
 
-_models = st.dictionaries(
-    st.text(min_size=0, max_size=12), _tensor(), min_size=1, max_size=4
-)
+_models = st.dictionaries(st.text(min_size=0, max_size=12), _tensor(), min_size=1, max_size=4)
 
 
 @st.composite

@@ -375,8 +375,10 @@ def test_safe_qp_matches_nncodec_fallback():
     assert safe_qp(w, -32) == -32
 
 
-@pytest.mark.parametrize(("w", "qp", "d"), [([1.0], -62, 1), ([1.5, 0.3], -140, 2), ([0.7], -126, 2),
-                                          ([-3e3, 2.0], -90, 0)])
+@pytest.mark.parametrize(
+    ("w", "qp", "d"),
+    [([1.0], -62, 1), ([1.5, 0.3], -140, 2), ([0.7], -126, 2), ([-3e3, 2.0], -90, 0)],
+)
 def test_safe_qp_always_fits(w, qp, d):
     w = np.array(w, np.float32)
     q = safe_qp(w, qp, d)
@@ -399,9 +401,7 @@ def test_urq_overflow_bounds_match_quantize_urq():
     # At qp 0 (step 1) float32 values near 2^31 are spaced 128/256 apart: quantizeURQ accepts
     # levels in [-2^31, 2^31 - 1].
     ok = np.array([2147483520.0, -2147483648.0, 0.5, -0.5, 2.5], np.float32)
-    np.testing.assert_array_equal(
-        quantize_uniform(ok, 0, 0), [2147483520, -2147483648, 1, -1, 3]
-    )
+    np.testing.assert_array_equal(quantize_uniform(ok, 0, 0), [2147483520, -2147483648, 1, -1, 3])
     for bad in ([2147483648.0], [-2147483904.0], [1.0, 3e9]):
         with pytest.raises(SettingsError, match="overflow"):
             quantize_uniform(np.array(bad, np.float32), 0, 0)

@@ -13,6 +13,7 @@ from fedbench.data import DATASETS
 
 # ---- pytest fixtures ----------------------------------------------------------------------
 
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
@@ -37,10 +38,13 @@ def http_dir(tmp_path):
 @pytest.fixture
 def patch_source(monkeypatch):
     """patch(name, filename, **fields): replace one source of a registry entry (test-local)."""
+
     def patch(name: str, filename: str, **fields):
         spec = DATASETS[name]
-        sources = tuple(dataclasses.replace(s, **fields) if s.filename == filename else s
-                        for s in spec.sources)
+        sources = tuple(
+            dataclasses.replace(s, **fields) if s.filename == filename else s for s in spec.sources
+        )
         monkeypatch.setitem(DATASETS, name, dataclasses.replace(spec, sources=sources))
         return DATASETS[name]
+
     return patch

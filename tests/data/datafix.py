@@ -43,6 +43,7 @@ def add_bytes(tf: tarfile.TarFile, name: str, data: bytes) -> None:
 
 # ---- CIFAR-10 python pickles --------------------------------------------------------------
 
+
 def cifar_arrays(n: int, seed: int) -> tuple[np.ndarray, list[int]]:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (n, 3072), dtype=np.uint8), rng.integers(0, 10, n).tolist()
@@ -55,8 +56,12 @@ def make_cifar_python(path: Path, per_batch: int = 6) -> dict[str, tuple]:
         names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
         for i, name in enumerate(names):
             x, y = cifar_arrays(per_batch, i)
-            d = {b"batch_label": name.encode(), b"labels": y, b"data": x,
-                 b"filenames": [f"{j}.png".encode() for j in range(per_batch)]}
+            d = {
+                b"batch_label": name.encode(),
+                b"labels": y,
+                b"data": x,
+                b"filenames": [f"{j}.png".encode() for j in range(per_batch)],
+            }
             add_bytes(tf, f"cifar-10-batches-py/{name}", pickle.dumps(d, protocol=2))
             batches[name] = (x, y)
         meta = {b"label_names": [c.encode() for c in CIFAR10_CLASSES]}
@@ -67,13 +72,19 @@ def make_cifar_python(path: Path, per_batch: int = 6) -> dict[str, tuple]:
 
 # ---- ImageFolder tar.gz (offline CIFAR-10 JPEG copy) ---------------------------------------
 
+
 def folder_value(split: str, cls: int, num: int) -> int:
     """Grey level that identifies one fixture image (flat images survive JPEG exactly)."""
     return (40 if split == "train" else 140) + 10 * cls + 3 * num
 
 
-def make_imagefolder(path: Path, n_train: int = 3, n_test: int = 2,
-                     classes: tuple[str, ...] = CIFAR10_CLASSES[:3], size: int = 32) -> None:
+def make_imagefolder(
+    path: Path,
+    n_train: int = 3,
+    n_test: int = 2,
+    classes: tuple[str, ...] = CIFAR10_CLASSES[:3],
+    size: int = 32,
+) -> None:
     """train/<class>/NNNN.jpg, test/<class>/NNNN.jpg; written in a shuffled order."""
     entries = []
     for split, n in (("train", n_train), ("test", n_test)):
@@ -90,6 +101,7 @@ def make_imagefolder(path: Path, n_train: int = 3, n_test: int = 2,
 
 # ---- MedMNIST npz -------------------------------------------------------------------------
 
+
 def make_medmnist(path: Path, sizes: dict[str, int] | None = None, side: int = 28) -> dict:
     sizes = sizes or {"train": 12, "val": 4, "test": 6}
     rng = np.random.default_rng(1)
@@ -103,8 +115,11 @@ def make_medmnist(path: Path, sizes: dict[str, int] | None = None, side: int = 2
 
 # ---- Kermany chest X-ray ------------------------------------------------------------------
 
-KERMANY = {"train": {"NORMAL": 2, "PNEUMONIA": 3}, "test": {"NORMAL": 1, "PNEUMONIA": 2},
-           "val": {"NORMAL": 1, "PNEUMONIA": 1}}
+KERMANY = {
+    "train": {"NORMAL": 2, "PNEUMONIA": 3},
+    "test": {"NORMAL": 1, "PNEUMONIA": 2},
+    "val": {"NORMAL": 1, "PNEUMONIA": 1},
+}
 
 
 def kermany_files(prefix: str = "chest_xray/") -> dict[str, bytes]:
@@ -117,7 +132,7 @@ def kermany_files(prefix: str = "chest_xray/") -> dict[str, bytes]:
                 arr = np.full((h, w, 3), 10, np.uint8)
                 s = min(h, w)
                 top, left = (h - s) // 2, (w - s) // 2
-                arr[top:top + s, left:left + s] = 200 if cls == "PNEUMONIA" else 120
+                arr[top : top + s, left : left + s] = 200 if cls == "PNEUMONIA" else 120
                 files[f"{prefix}{split}/{cls}/person{i}_{cls.lower()}.jpeg"] = jpeg_bytes(arr)
     return files
 
@@ -147,6 +162,7 @@ def make_kermany_targz(path: Path) -> None:
 
 
 # ---- Pascal VOC 2012 ----------------------------------------------------------------------
+
 
 def voc_palette() -> list[int]:
     """The VOC colour map (bit-interleaved), 256 entries."""
@@ -179,7 +195,7 @@ def voc_mask(image_id: str, h: int = 40, w: int = 60) -> np.ndarray:
     cls = VOC_CLASSES.index(VOC_OBJECTS[image_id][0][0]) + 1
     m = np.zeros((h, w), np.uint8)
     m[:, : w // 2] = cls
-    m[:, w // 2 - 1: w // 2 + 1] = 255
+    m[:, w // 2 - 1 : w // 2 + 1] = 255
     return m
 
 
@@ -187,10 +203,14 @@ def voc_xml(image_id: str) -> bytes:
     objs = "".join(
         f"<object><name>{n}</name><pose>Unspecified</pose><truncated>0</truncated>"
         f"<difficult>{d}</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax>"
-        f"<ymax>20</ymax></bndbox></object>" for n, d in VOC_OBJECTS[image_id])
-    return (f"<annotation><folder>VOC2012</folder><filename>{image_id}.jpg</filename>"
-            f"<size><width>60</width><height>40</height><depth>3</depth></size>"
-            f"<segmented>0</segmented>{objs}</annotation>").encode()
+        f"<ymax>20</ymax></bndbox></object>"
+        for n, d in VOC_OBJECTS[image_id]
+    )
+    return (
+        f"<annotation><folder>VOC2012</folder><filename>{image_id}.jpg</filename>"
+        f"<size><width>60</width><height>40</height><depth>3</depth></size>"
+        f"<segmented>0</segmented>{objs}</annotation>"
+    ).encode()
 
 
 def voc_files() -> dict[str, bytes]:

@@ -31,8 +31,12 @@ def test_unknown_name_lists_known():
 def test_official_url_download_with_md5(tmp_path, http_dir, patch_source):
     base, served = http_dir
     make_cifar_python(served / "cifar-10-python.tar.gz")
-    patch_source("cifar10", "cifar-10-python.tar.gz",
-                 url=f"{base}/cifar-10-python.tar.gz", md5=md5(served / "cifar-10-python.tar.gz"))
+    patch_source(
+        "cifar10",
+        "cifar-10-python.tar.gz",
+        url=f"{base}/cifar-10-python.tar.gz",
+        md5=md5(served / "cifar-10-python.tar.gz"),
+    )
     got = download("cifar10", tmp_path / "root")
     assert got == tmp_path / "root" / "cifar-10-python.tar.gz"
     assert got.read_bytes() == (served / "cifar-10-python.tar.gz").read_bytes()
@@ -44,9 +48,13 @@ def test_official_url_download_with_md5(tmp_path, http_dir, patch_source):
 def test_url_with_query_saved_under_registry_name(tmp_path, http_dir, patch_source):
     base, served = http_dir
     make_medmnist(served / "pneumoniamnist.npz")
-    patch_source("pneumoniamnist", "pneumoniamnist.npz",
-                 url=f"{base}/pneumoniamnist.npz?download=1",
-                 md5=md5(served / "pneumoniamnist.npz"), sha256=None)
+    patch_source(
+        "pneumoniamnist",
+        "pneumoniamnist.npz",
+        url=f"{base}/pneumoniamnist.npz?download=1",
+        md5=md5(served / "pneumoniamnist.npz"),
+        sha256=None,
+    )
     got = download("pneumoniamnist", tmp_path / "root")
     assert got.name == "pneumoniamnist.npz" and got.is_file()
 
@@ -54,8 +62,9 @@ def test_url_with_query_saved_under_registry_name(tmp_path, http_dir, patch_sour
 def test_wrong_md5_download_fails_clearly_and_removes_file(tmp_path, http_dir, patch_source):
     base, served = http_dir
     make_cifar_python(served / "cifar-10-python.tar.gz")
-    patch_source("cifar10", "cifar-10-python.tar.gz",
-                 url=f"{base}/cifar-10-python.tar.gz", md5="0" * 32)
+    patch_source(
+        "cifar10", "cifar-10-python.tar.gz", url=f"{base}/cifar-10-python.tar.gz", md5="0" * 32
+    )
     with pytest.raises(ChecksumError, match="expected 0000"):
         download("cifar10", tmp_path / "root")
     assert not (tmp_path / "root" / "cifar-10-python.tar.gz").exists()
@@ -71,11 +80,17 @@ def test_concurrent_downloads_of_a_shared_source(tmp_path, http_dir, patch_sourc
     make_voc_tar(served / "VOCtrainval_11-May-2012.tar")
     digest = md5(served / "VOCtrainval_11-May-2012.tar")
     for name in ("voc2012-seg", "voc2012-cls"):
-        patch_source(name, "VOCtrainval_11-May-2012.tar", url=f"{base}/VOCtrainval_11-May-2012.tar",
-                     alt_urls=(), md5=digest)
+        patch_source(
+            name,
+            "VOCtrainval_11-May-2012.tar",
+            url=f"{base}/VOCtrainval_11-May-2012.tar",
+            alt_urls=(),
+            md5=digest,
+        )
     with ThreadPoolExecutor(4) as ex:
-        paths = list(ex.map(lambda n: download(n, tmp_path / "root"),
-                            ["voc2012-seg", "voc2012-cls"] * 2))
+        paths = list(
+            ex.map(lambda n: download(n, tmp_path / "root"), ["voc2012-seg", "voc2012-cls"] * 2)
+        )
     assert len(set(paths)) == 1 and md5(paths[0]) == digest
 
 
@@ -90,8 +105,12 @@ def test_mirror_official_file_md5(tmp_path, patch_source):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     make_cifar_python(mirror / "cifar-10-python.tar.gz")
-    patch_source("cifar10", "cifar-10-python.tar.gz", md5=md5(mirror / "cifar-10-python.tar.gz"),
-                 url="http://unreachable.invalid/x")
+    patch_source(
+        "cifar10",
+        "cifar-10-python.tar.gz",
+        md5=md5(mirror / "cifar-10-python.tar.gz"),
+        url="http://unreachable.invalid/x",
+    )
     got = download("cifar10", tmp_path / "root", mirror=mirror)
     assert got.read_bytes() == (mirror / "cifar-10-python.tar.gz").read_bytes()
 
@@ -105,8 +124,11 @@ def test_mirror_offline_copy_sha256(tmp_path, patch_source):
     assert got.name == "cifar10-jpeg.tar.gz"
     # the real registry sha256 rejects this file
     with pytest.raises(ChecksumError, match="sha256"):
-        patch_source("cifar10", "cifar10-jpeg.tar.gz",
-                     sha256="097287809041e0a666355dfce11470ba1b3f2631fe910d8793c716253f10b297")
+        patch_source(
+            "cifar10",
+            "cifar10-jpeg.tar.gz",
+            sha256="097287809041e0a666355dfce11470ba1b3f2631fe910d8793c716253f10b297",
+        )
         download("cifar10", tmp_path / "root2", mirror=mirror)
 
 
@@ -145,9 +167,13 @@ def test_user_provided_chestxray(tmp_path):
 def test_alternative_url_used_when_first_fails(tmp_path, http_dir, patch_source):
     base, served = http_dir
     make_cifar_python(served / "cifar-10-python.tar.gz")
-    patch_source("cifar10", "cifar-10-python.tar.gz", url=f"{base}/gone.tar.gz",
-                 alt_urls=(f"{base}/cifar-10-python.tar.gz",),
-                 md5=md5(served / "cifar-10-python.tar.gz"))
+    patch_source(
+        "cifar10",
+        "cifar-10-python.tar.gz",
+        url=f"{base}/gone.tar.gz",
+        alt_urls=(f"{base}/cifar-10-python.tar.gz",),
+        md5=md5(served / "cifar-10-python.tar.gz"),
+    )
     assert download("cifar10", tmp_path / "root").is_file()
 
 

@@ -73,7 +73,7 @@ def test_task_metric_streaming_equals_batch():
     masks[:, 0, 0] = 255
     m = TaskMetric("segmentation", 3)
     for i in range(0, 20, 6):
-        m.update(torch.from_numpy(logits[i:i + 6]), torch.from_numpy(masks[i:i + 6]))
+        m.update(torch.from_numpy(logits[i : i + 6]), torch.from_numpy(masks[i : i + 6]))
     assert m.compute() == pytest.approx(mean_iou(logits.argmax(1), masks, 3))
     assert m.name == "miou" == metric_name("segmentation")
 

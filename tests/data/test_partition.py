@@ -12,16 +12,22 @@ from fedbench.data import PartitionError, partition, partition_labels
 
 def _check(parts, n, min_size):
     allidx = np.concatenate(parts)
-    assert len(allidx) == n and len(np.unique(allidx)) == n      # disjoint and covering
+    assert len(allidx) == n and len(np.unique(allidx)) == n  # disjoint and covering
     assert allidx.min() >= 0 and allidx.max() < n
     assert all(len(p) >= min_size for p in parts)
     assert all(p.dtype == np.int64 and np.all(np.diff(p) > 0) for p in parts)
 
 
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 400), k=st.integers(1, 30), classes=st.integers(1, 12),
-       alpha=st.floats(0.01, 100), seed=st.integers(0, 2**31), scheme=st.sampled_from(
-           ["iid", "dirichlet"]), min_size=st.integers(0, 5))
+@given(
+    n=st.integers(1, 400),
+    k=st.integers(1, 30),
+    classes=st.integers(1, 12),
+    alpha=st.floats(0.01, 100),
+    seed=st.integers(0, 2**31),
+    scheme=st.sampled_from(["iid", "dirichlet"]),
+    min_size=st.integers(0, 5),
+)
 def test_partition_properties(n, k, classes, alpha, seed, scheme, min_size):
     if k * max(min_size, 0) > n:
         min_size = n // k

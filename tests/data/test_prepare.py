@@ -66,8 +66,8 @@ def test_prepare_is_idempotent_and_tracks_source(tmp_path, patch_source):
     out = prepare("cifar10", root, tmp_path / "c.npz")
     stamp = os.stat(out).st_mtime_ns
     assert prepare("cifar10", root, out) == out
-    assert os.stat(out).st_mtime_ns == stamp          # untouched
-    prepare("cifar10", root, out, image_size=16)       # new size: rebuilt
+    assert os.stat(out).st_mtime_ns == stamp  # untouched
+    prepare("cifar10", root, out, image_size=16)  # new size: rebuilt
     assert load_prepared(out).x_train.shape[1:] == (16, 16, 3)
     assert read_meta(out)["image_size"] == 16
 
@@ -122,8 +122,7 @@ def _check_kermany(p, size):
     flat = p.x_train.reshape(len(lv), -1).astype(float)
     np.testing.assert_allclose(np.median(flat, 1), lv, atol=8)
     assert flat.min() > 60  # a stretched (uncropped) image would show the dark border (10)
-    assert p.meta["task"] == "classification" and p.meta["class_names"] == ["NORMAL",
-                                                                           "PNEUMONIA"]
+    assert p.meta["task"] == "classification" and p.meta["class_names"] == ["NORMAL", "PNEUMONIA"]
 
 
 @pytest.mark.parametrize("form", ["dir", "zip", "targz"])
@@ -136,8 +135,9 @@ def test_kermany(tmp_path, form, patch_source):
         make_kermany_zip(mirror / "ChestXRay2017.zip")
     else:
         make_kermany_targz(mirror / "chest_xray.tar.gz")
-    p = load_prepared(prepare("chestxray", tmp_path / "root", tmp_path / "k.npz",
-                              mirror=mirror, image_size=16))
+    p = load_prepared(
+        prepare("chestxray", tmp_path / "root", tmp_path / "k.npz", mirror=mirror, image_size=16)
+    )
     _check_kermany(p, 16)
 
 
@@ -145,8 +145,7 @@ def test_channels_option(tmp_path):
     mirror = tmp_path / "mirror"
     make_kermany_dir(mirror)
     out = tmp_path / "k.npz"
-    grey = load_prepared(prepare("chestxray", tmp_path / "root", out, mirror=mirror,
-                                 image_size=8))
+    grey = load_prepared(prepare("chestxray", tmp_path / "root", out, mirror=mirror, image_size=8))
     rgb = load_prepared(prepare("chestxray", tmp_path / "root", out, image_size=8, channels=3))
     assert rgb.x_train.shape == (5, 8, 8, 3) and rgb.channels == 3 and len(rgb.mean) == 3
     np.testing.assert_array_equal(rgb.x_train[..., 2], grey.x_train[..., 0])
@@ -158,8 +157,9 @@ def test_voc_segmentation(tmp_path, patch_source):
     root = tmp_path / "root"
     root.mkdir()
     make_voc_tar(root / "VOCtrainval_11-May-2012.tar")
-    patch_source("voc2012-seg", "VOCtrainval_11-May-2012.tar",
-                 md5=md5(root / "VOCtrainval_11-May-2012.tar"))
+    patch_source(
+        "voc2012-seg", "VOCtrainval_11-May-2012.tar", md5=md5(root / "VOCtrainval_11-May-2012.tar")
+    )
     p = load_prepared(prepare("voc2012-seg", root, tmp_path / "s.npz", image_size=60))
     assert p.task == "segmentation" and p.num_classes == 21
     assert p.x_train.shape == (2, 60, 60, 3) and p.y_train.shape == (2, 60, 60)

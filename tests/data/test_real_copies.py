@@ -15,11 +15,11 @@ MIRROR = Path(os.environ.get("FEDBENCH_DATA_MIRROR", _SHARED_DATA))
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (MIRROR / "cifar10-jpeg.tar.gz").is_file(),
-                    reason=f"no offline CIFAR-10 copy in {MIRROR}")
+@pytest.mark.skipif(
+    not (MIRROR / "cifar10-jpeg.tar.gz").is_file(), reason=f"no offline CIFAR-10 copy in {MIRROR}"
+)
 def test_cifar10_offline_copy(tmp_path):
-    p = load_prepared(prepare("cifar10", tmp_path / "raw", tmp_path / "cifar10.npz",
-                              mirror=MIRROR))
+    p = load_prepared(prepare("cifar10", tmp_path / "raw", tmp_path / "cifar10.npz", mirror=MIRROR))
     assert p.x_train.shape == (50000, 32, 32, 3) and p.x_test.shape == (10000, 32, 32, 3)
     np.testing.assert_array_equal(np.bincount(p.y_train), [5000] * 10)
     np.testing.assert_array_equal(np.bincount(p.y_test), [1000] * 10)
@@ -28,11 +28,13 @@ def test_cifar10_offline_copy(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (MIRROR / "pneumoniamnist.npz").is_file(),
-                    reason=f"no PneumoniaMNIST copy in {MIRROR}")
+@pytest.mark.skipif(
+    not (MIRROR / "pneumoniamnist.npz").is_file(), reason=f"no PneumoniaMNIST copy in {MIRROR}"
+)
 def test_pneumoniamnist_offline_copy(tmp_path):
-    p = load_prepared(prepare("pneumoniamnist", tmp_path / "raw", tmp_path / "p.npz",
-                              mirror=MIRROR))
+    p = load_prepared(
+        prepare("pneumoniamnist", tmp_path / "raw", tmp_path / "p.npz", mirror=MIRROR)
+    )
     assert p.x_train.shape == (4708, 28, 28, 1) and p.x_test.shape == (624, 28, 28, 1)
     assert p.x_val.shape == (524, 28, 28, 1)
     np.testing.assert_array_equal(np.bincount(p.y_train), [1214, 3494])

@@ -20,8 +20,15 @@ def _prepared(task="classification", n=8, size=8, channels=3):
         y = rng.integers(0, 3, (n, size, size)).astype(np.uint8)
     mean = (x.reshape(-1, channels).mean(0) / 255).tolist()
     std = (x.reshape(-1, channels).std(0) / 255).tolist()
-    meta = {"task": task, "num_classes": 3, "channels": channels, "image_size": size,
-            "mean": mean, "std": std, "name": "toy"}
+    meta = {
+        "task": task,
+        "num_classes": 3,
+        "channels": channels,
+        "image_size": size,
+        "mean": mean,
+        "std": std,
+        "name": "toy",
+    }
     return PreparedData(x, y, x[:2], y[:2], meta)
 
 
@@ -35,8 +42,10 @@ def test_normalised_and_subset():
     sub = make_tensor_dataset(p, "train", indices=[5, 1])
     assert len(sub) == 2
     xs, ys = sub[1]
-    want = (torch.from_numpy(p.x_train[1]).permute(2, 0, 1).float() / 255
-            - torch.tensor(p.mean)[:, None, None]) / torch.tensor(p.std)[:, None, None]
+    want = (
+        torch.from_numpy(p.x_train[1]).permute(2, 0, 1).float() / 255
+        - torch.tensor(p.mean)[:, None, None]
+    ) / torch.tensor(p.std)[:, None, None]
     assert torch.allclose(xs, want, atol=1e-5) and int(ys) == p.y_train[1]
 
 
@@ -86,14 +95,15 @@ def test_augment_is_crop_and_flip_of_original():
     pad = ds.pad
     x, _ = ds.get_batch(torch.arange(16), torch.Generator().manual_seed(0))
     raw = _unnormalise(ds, x)
-    orig = torch.nn.functional.pad(torch.from_numpy(p.x_train).permute(0, 3, 1, 2).long(),
-                                   (pad,) * 4)
+    orig = torch.nn.functional.pad(
+        torch.from_numpy(p.x_train).permute(0, 3, 1, 2).long(), (pad,) * 4
+    )
     seen_flip = seen_shift = False
     for i in range(16):
         found = False
         for oy in range(2 * pad + 1):
             for ox in range(2 * pad + 1):
-                win = orig[i, :, oy:oy + 8, ox:ox + 8]
+                win = orig[i, :, oy : oy + 8, ox : ox + 8]
                 for flip in (False, True):
                     if torch.equal(raw[i], win.flip(-1) if flip else win):
                         found = True
@@ -111,7 +121,7 @@ def test_augment_segmentation_keeps_image_and_mask_aligned():
     x, y = ds.get_batch(torch.arange(12), torch.Generator().manual_seed(3))
     raw0 = _unnormalise(ds, x)[:, 0]
     inside = y != 255
-    assert (~inside).any()                       # padding reached the crops
+    assert (~inside).any()  # padding reached the crops
     assert torch.equal(raw0[inside], y[inside] * 50 + 10)
     assert torch.all(raw0[~inside] == 0)
 

@@ -69,7 +69,8 @@ def _recording_run(cfg, out, data, lossless_down=False):
 def test_bytes_from_first_principles(synthetic_data, tmp_path, method, direction, fraction):
     rounds, n_clients, seed = 4, 4, 1
     cfg = small_config(
-        method={"name": method}, setting={"direction": direction},
+        method={"name": method},
+        setting={"direction": direction},
         train={"rounds": rounds, "client_fraction": fraction},
     )
     run, lengths = _recording_run(cfg, tmp_path, synthetic_data)
@@ -110,8 +111,11 @@ def test_bytes_from_first_principles(synthetic_data, tmp_path, method, direction
 
 def test_partial_participation_catch_up_is_cheaper_than_all_clients(synthetic_data, tmp_path):
     """The compressed broadcast goes to the m selected clients, not to all N."""
-    cfg = small_config(method={"name": "unscaled"}, setting={"direction": "bi"},
-                       train={"rounds": 3, "client_fraction": 0.5})
+    cfg = small_config(
+        method={"name": "unscaled"},
+        setting={"direction": "bi"},
+        train={"rounds": 3, "client_fraction": 0.5},
+    )
     run, lengths = _recording_run(cfg, tmp_path, synthetic_data)
     for _ in range(3):
         run.step()
@@ -123,8 +127,9 @@ def test_partial_participation_catch_up_is_cheaper_than_all_clients(synthetic_da
 def test_reference_is_the_same_for_every_method(synthetic_data, tmp_path):
     refs = {}
     for method in ("fp32", "unscaled", "adf", "stc", "topk-fp16"):
-        cfg = small_config(method={"name": method}, setting={"direction": "bi"},
-                           train={"rounds": 2})
+        cfg = small_config(
+            method={"name": method}, setting={"direction": "bi"}, train={"rounds": 2}
+        )
         s = run_fl(cfg, tmp_path / method, data=synthetic_data, model_fn=tiny_model_fn)
         refs[method] = (s["fp32_bytes"], s["fp32_bytes_up"], s["reference_transmitted_params"])
     assert len(set(refs.values())) == 1, refs
@@ -133,9 +138,11 @@ def test_reference_is_the_same_for_every_method(synthetic_data, tmp_path):
 
 @pytest.mark.parametrize("initial", ["free", "charged"])
 def test_initial_model_delivery_is_a_config_value(synthetic_data, tmp_path, initial):
-    cfg = small_config(method={"name": "fp32"}, setting={"direction": "bi",
-                                                         "initial_model": initial},
-                       train={"rounds": 2, "client_fraction": 0.5})
+    cfg = small_config(
+        method={"name": "fp32"},
+        setting={"direction": "bi", "initial_model": initial},
+        train={"rounds": 2, "client_fraction": 0.5},
+    )
     s = run_fl(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
     first = set(select_clients(4, 0.5, 1, 1)) | set(select_clients(4, 0.5, 1, 2))
     extra = 4 * _model_params() * len(first) if initial == "charged" else 0
@@ -148,8 +155,11 @@ def test_initial_model_delivery_is_a_config_value(synthetic_data, tmp_path, init
 
 
 def test_ledger_adds_up_to_metrics_and_classes(synthetic_data, tmp_path):
-    cfg = small_config(method={"name": "adf"}, setting={"direction": "bi"},
-                       train={"rounds": 3, "client_fraction": 0.5})
+    cfg = small_config(
+        method={"name": "adf"},
+        setting={"direction": "bi"},
+        train={"rounds": 3, "client_fraction": 0.5},
+    )
     s = run_fl(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
     ledger, rows = _ledger(tmp_path), _rows(tmp_path)
     for row in rows:
@@ -170,7 +180,11 @@ def test_ledger_adds_up_to_metrics_and_classes(synthetic_data, tmp_path):
 
 
 CASES = [
-    ("fp32", {}), ("unscaled", {}), ("stc", {}), ("topk-fp16", {}), ("adf", {}),
+    ("fp32", {}),
+    ("unscaled", {}),
+    ("stc", {}),
+    ("topk-fp16", {}),
+    ("adf", {}),
     ("adf", {"adf_fold": True}),
     # factors fold into BN affine tensors that are never transmitted: the old loop drifted
     ("adf", {"adf_fold": True, "include_nonweights": False}),
@@ -178,14 +192,18 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("setting", [
-    {"setting": {"direction": "bi"}},
-    {"setting": {"direction": "bi"}, "train": {"client_fraction": 0.5}},
-    {"setting": {"direction": "uni"}},
-])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"setting": {"direction": "bi"}},
+        {"setting": {"direction": "bi"}, "train": {"client_fraction": 0.5}},
+        {"setting": {"direction": "uni"}},
+    ],
+)
 @pytest.mark.parametrize("method,extra", CASES)
-def test_lossless_downlink_keeps_clients_and_server_equal(synthetic_data, tmp_path, method,
-                                                          extra, setting):
+def test_lossless_downlink_keeps_clients_and_server_equal(
+    synthetic_data, tmp_path, method, extra, setting
+):
     if setting["setting"]["direction"] == "uni" and extra.get("include_nonweights") is False:
         pytest.skip("refused with a ConfigError in uni (tested elsewhere)")
     raw = {"method": {"name": method, **extra}, "train": {"rounds": 3}}
@@ -203,9 +221,11 @@ def test_lossless_downlink_keeps_clients_and_server_equal(synthetic_data, tmp_pa
 
 
 def test_partial_update_keeps_clients_and_server_equal(synthetic_data, tmp_path):
-    cfg = small_config(method={"name": "adf", "adf_fold": True},
-                       setting={"direction": "bi", "partial": ["adf", "classifier"]},
-                       train={"rounds": 3})
+    cfg = small_config(
+        method={"name": "adf", "adf_fold": True},
+        setting={"direction": "bi", "partial": ["adf", "classifier"]},
+        train={"rounds": 3},
+    )
     run, _ = _recording_run(cfg, tmp_path, synthetic_data, lossless_down=True)
     for _ in range(3):
         run.step()
@@ -217,8 +237,11 @@ def test_partial_update_keeps_clients_and_server_equal(synthetic_data, tmp_path)
 def test_clients_model_is_evaluated_in_bidirectional_runs(synthetic_data, tmp_path):
     from fedbench.fl.client import evaluate
 
-    cfg = small_config(method={"name": "unscaled", "sparsity": 0.99, "qp": -8},
-                       setting={"direction": "bi"}, train={"rounds": 2})
+    cfg = small_config(
+        method={"name": "unscaled", "sparsity": 0.99, "qp": -8},
+        setting={"direction": "bi"},
+        train={"rounds": 2},
+    )
     run = FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
     run.step()
     row = run.step()
@@ -244,8 +267,14 @@ def test_clients_residuals_are_added_back_next_round(synthetic_data, tmp_path):
         trained = {n: t.detach().clone() for n, t in run.model.state_dict().items()}
         start = {n: t.clone() for n, t in run.global_state.items()}
         bits = enc(u)
-        seen.append({"u": {n: a.copy() for n, a in u.items()}, "trained": trained,
-                     "start": start, "dec": dec(bits)})
+        seen.append(
+            {
+                "u": {n: a.copy() for n, a in u.items()},
+                "trained": trained,
+                "start": start,
+                "dec": dec(bits),
+            }
+        )
         return bits
 
     run.up.encode = record
@@ -262,8 +291,11 @@ def test_clients_residuals_are_added_back_next_round(synthetic_data, tmp_path):
 
 
 def test_next_broadcast_codes_mean_update_plus_server_residual(synthetic_data, tmp_path):
-    cfg = small_config(method={"name": "unscaled", "sparsity": 0.9},
-                       setting={"direction": "bi"}, train={"rounds": 2})
+    cfg = small_config(
+        method={"name": "unscaled", "sparsity": 0.9},
+        setting={"direction": "bi"},
+        train={"rounds": 2},
+    )
     run = FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
     inputs, outputs, means = [], [], []
     enc, dec, agg = run.down.encode, run.down.decode, run.strategy.aggregate
@@ -292,8 +324,7 @@ def test_next_broadcast_codes_mean_update_plus_server_residual(synthetic_data, t
     assert any(np.abs(inputs[0][n] - outputs[0][n]).max() > 0 for n in run.template)
 
 
-def test_adf_with_frozen_factors_equals_unscaled_bit_for_bit(synthetic_data, tmp_path,
-                                                             monkeypatch):
+def test_adf_with_frozen_factors_equals_unscaled_bit_for_bit(synthetic_data, tmp_path, monkeypatch):
     from fedbench.fl import client
 
     batches = {"adf": [], "unscaled": []}
@@ -308,8 +339,11 @@ def test_adf_with_frozen_factors_equals_unscaled_bit_for_bit(synthetic_data, tmp
     monkeypatch.setattr(client, "_batches", record)
     runs, weight_bytes = {}, {}
     for method in ("adf", "unscaled"):
-        cfg = small_config(method={"name": method, "sparsity": 0.9}, setting={"direction": "bi"},
-                           train={"rounds": 3})
+        cfg = small_config(
+            method={"name": method, "sparsity": 0.9},
+            setting={"direction": "bi"},
+            train={"rounds": 3},
+        )
         run = FederatedRun(cfg, tmp_path / method, data=synthetic_data, model_fn=tiny_model_fn)
         run.trainable = {n for n in run.trainable if not is_adf_name(n)}  # factors stay at 1
         runs[method] = run
@@ -319,9 +353,13 @@ def test_adf_with_frozen_factors_equals_unscaled_bit_for_bit(synthetic_data, tmp
         def rec(u, run=run, method=method, enc=enc):
             bits = enc(u)
             per = run.up.tensor_bytes(bits)
-            weight_bytes[method].append({n: b for n, b in per.items() if not is_adf_name(n)
-                                         and n in run.template and run.template[n].kind
-                                         == "weight"})
+            weight_bytes[method].append(
+                {
+                    n: b
+                    for n, b in per.items()
+                    if not is_adf_name(n) and n in run.template and run.template[n].kind == "weight"
+                }
+            )
             return bits
 
         run.up.encode = rec
@@ -339,8 +377,9 @@ def test_adf_with_frozen_factors_equals_unscaled_bit_for_bit(synthetic_data, tmp
 
 
 def test_rounds_are_selected_on_the_validation_split(synthetic_data, tmp_path):
-    cfg = small_config(method={"name": "stc", "sparsity": 0.5}, train={"rounds": 4},
-                       eval={"target_accuracy": 0.7})
+    cfg = small_config(
+        method={"name": "stc", "sparsity": 0.5}, train={"rounds": 4}, eval={"target_accuracy": 0.7}
+    )
     s = run_fl(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
     rows = _rows(tmp_path)
     vals = [float(r["val_metric"]) for r in rows]
@@ -358,10 +397,8 @@ def test_no_validation_split_means_no_selection(tmp_path):
     from fedbench.fl.client import federated_data_from_arrays
 
     x_tr, y_tr, x_te, y_te = synthetic_arrays()
-    data = federated_data_from_arrays(x_tr, y_tr, x_te, y_te, [np.arange(160)],
-                                      "classification", 2)
-    cfg = small_config(data={"num_clients": 1}, train={"rounds": 2},
-                       eval={"target_accuracy": 0.5})
+    data = federated_data_from_arrays(x_tr, y_tr, x_te, y_te, [np.arange(160)], "classification", 2)
+    cfg = small_config(data={"num_clients": 1}, train={"rounds": 2}, eval={"target_accuracy": 0.5})
     s = run_fl(cfg, tmp_path, data=data, model_fn=tiny_model_fn)
     assert s["selection"] is None and s["best_acc"] is None and s["rounds_to_target"] is None
     assert s["final_acc"] is not None
@@ -382,8 +419,13 @@ def test_split_validation_is_seeded_and_disjoint():
 def test_thread_count_is_a_run_config_value(synthetic_data, tmp_path):
     seen = []
     cfg = small_config(threads=2, train={"rounds": 1})
-    s = run_fl(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn,
-               on_round=lambda r, row: seen.append(torch.get_num_threads()))
+    s = run_fl(
+        cfg,
+        tmp_path,
+        data=synthetic_data,
+        model_fn=tiny_model_fn,
+        on_round=lambda r, row: seen.append(torch.get_num_threads()),
+    )
     assert seen == [2] and s["threads"] == 2
     assert {"numpy", "torch", "numba", "machine"} <= set(s["versions"])
 

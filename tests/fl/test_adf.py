@@ -138,15 +138,18 @@ def _traced_conv_bn_pairs(model, x):
     return pairs
 
 
-@pytest.mark.parametrize("name,task,small", [
-    ("resnet20", "classification", True),
-    ("resnet18", "classification", True),
-    ("resnet18", "classification", False),
-    ("mobilenet_v2", "classification", True),
-    ("vgg11_bn", "classification", True),
-    ("vgg11", "classification", True),
-    ("resnet18", "segmentation", True),
-])
+@pytest.mark.parametrize(
+    "name,task,small",
+    [
+        ("resnet20", "classification", True),
+        ("resnet18", "classification", True),
+        ("resnet18", "classification", False),
+        ("mobilenet_v2", "classification", True),
+        ("vgg11_bn", "classification", True),
+        ("vgg11", "classification", True),
+        ("resnet18", "segmentation", True),
+    ],
+)
 def test_static_conv_bn_pairs_match_the_dataflow(name, task, small):
     from fedbench.models import build_model
 

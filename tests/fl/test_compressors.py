@@ -28,8 +28,10 @@ def make_update(seed=0):
         "fc.weight": rng.normal(0, 0.01, (10, 64)).astype(np.float32),
         "fc.bias": rng.normal(0, 0.01, 10).astype(np.float32),
     }
-    tpl = {n: TensorSpec(t.shape, "weight" if t.ndim >= 2 and n.endswith("weight") else "fine")
-           for n, t in u.items()}
+    tpl = {
+        n: TensorSpec(t.shape, "weight" if t.ndim >= 2 and n.endswith("weight") else "fine")
+        for n, t in u.items()
+    }
     return u, tpl
 
 
@@ -124,12 +126,19 @@ def test_topk_fp16_round_trip():
         if spec.kind == "weight":
             nz = dec[n] != 0
             assert nz.sum() == keep_count(u[n].size, 0.8)
-            np.testing.assert_array_equal(dec[n][nz], u[n][nz].astype(np.float16).astype(np.float32))
+            np.testing.assert_array_equal(
+                dec[n][nz], u[n][nz].astype(np.float16).astype(np.float32)
+            )
 
 
-@pytest.mark.parametrize("name,opts", [
-    ("fp32", {}), ("stc", {"sparsity": 0.9}), ("topk-fp16", {"sparsity": 0.9}),
-])
+@pytest.mark.parametrize(
+    "name,opts",
+    [
+        ("fp32", {}),
+        ("stc", {"sparsity": 0.9}),
+        ("topk-fp16", {"sparsity": 0.9}),
+    ],
+)
 def test_error_accumulation_identity(name, opts):
     """u = decoded + residual each step, and over steps sum(dW) = sum(decoded) + residual."""
     u0, tpl = make_update(4)
@@ -169,8 +178,9 @@ def _nnc_step(qp: int, qp_density: int) -> float:
     return (k + (qp & (k - 1))) * 2.0 ** ((qp >> qp_density) - qp_density)
 
 
-def _expected_keep(u: dict[str, np.ndarray], weights: list[str], sparsity: float,
-                   sparsifier: str) -> dict[str, np.ndarray]:
+def _expected_keep(
+    u: dict[str, np.ndarray], weights: list[str], sparsity: float, sparsifier: str
+) -> dict[str, np.ndarray]:
     """Boolean masks of the weight entries the sparsifier must keep, computed independently."""
 
     def top(mag: np.ndarray, n_keep: int) -> np.ndarray:
@@ -201,8 +211,9 @@ def _expected_keep(u: dict[str, np.ndarray], weights: list[str], sparsity: float
             keep_f = top(filters.mean(axis=1), n_kept(filters.shape[0]))
             out[n] = np.broadcast_to(keep_f[:, None], filters.shape).reshape(u[n].shape)
         return out
-    return {n: top(np.abs(u[n]).reshape(-1), n_kept(u[n].size)).reshape(u[n].shape)
-            for n in weights}
+    return {
+        n: top(np.abs(u[n]).reshape(-1), n_kept(u[n].size)).reshape(u[n].shape) for n in weights
+    }
 
 
 def _assert_within_half_step(dec: np.ndarray, ref: np.ndarray, step: float, what: str) -> None:
@@ -224,10 +235,16 @@ def _assert_within_half_step(dec: np.ndarray, ref: np.ndarray, step: float, what
 @pytest.mark.skipif(not _has_codec(), reason="fedbench.codec encode/decode not available yet")
 @pytest.mark.parametrize("mode", ["nnc", "sparse"])
 @pytest.mark.parametrize("sparsifier", ["unstructured", "topk", "structured", "topk-global"])
-@settings(max_examples=10, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # autouse thread fixture
-@given(seed=st.integers(0, 2**16), sparsity=st.floats(0.5, 0.99),
-       qp_density=st.integers(1, 3), wq=st.integers(0, 24), fq=st.integers(0, 16))
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)  # autouse thread fixture
+@given(
+    seed=st.integers(0, 2**16),
+    sparsity=st.floats(0.5, 0.99),
+    qp_density=st.integers(1, 3),
+    wq=st.integers(0, 24),
+    fq=st.integers(0, 16),
+)
 @example(seed=0, sparsity=0.5, qp_density=1, wq=24, fq=16)  # coarsest steps, most kept
 @example(seed=1, sparsity=0.99, qp_density=3, wq=0, fq=0)  # finest steps, fewest kept
 def test_deepcabac_compressor(mode, sparsifier, seed, sparsity, qp_density, wq, fq):
@@ -240,9 +257,17 @@ def test_deepcabac_compressor(mode, sparsifier, seed, sparsity, qp_density, wq, 
     scale = 1 << qp_density
     qp = -10 * scale + wq * scale // 8  # steps from 2^-10 to 2^-7
     nwqp = -20 * scale + fq * scale // 8  # steps from 2^-20 to 2^-18
-    c = build_compressor("deepcabac", tpl, sparsity=sparsity, sparsifier=sparsifier, qp=qp,
-                         qp_density=qp_density, nonweight_qp=nwqp, codec_mode=mode,
-                         num_threads=1)
+    c = build_compressor(
+        "deepcabac",
+        tpl,
+        sparsity=sparsity,
+        sparsifier=sparsifier,
+        qp=qp,
+        qp_density=qp_density,
+        nonweight_qp=nwqp,
+        codec_mode=mode,
+        num_threads=1,
+    )
     bits = c.encode(u)
     dec = c.decode(bits)
     if sparsity >= 0.9:

@@ -22,33 +22,44 @@ def test_defaults_and_presets_load():
 
 
 def test_overrides_are_yaml_values():
-    cfg = load_config("smoke", ["method.name=stc", "train.lr=0.1", "setting.partial=[adf, bn]",
-                                "data.max_train_samples=null", "method.dq=true"])
+    cfg = load_config(
+        "smoke",
+        [
+            "method.name=stc",
+            "train.lr=0.1",
+            "setting.partial=[adf, bn]",
+            "data.max_train_samples=null",
+            "method.dq=true",
+        ],
+    )
     assert cfg.method.name == "stc" and cfg.train.lr == 0.1
     assert cfg.setting.partial == ["adf", "bn"]
     assert cfg.data.max_train_samples is None and cfg.method.dq is True
 
 
-@pytest.mark.parametrize("override,key", [
-    ("method.nam=adf", "method.nam"),
-    ("method.name=zip", "method.name"),
-    ("train.rounds=0", "train.rounds"),
-    ("train.rounds=ten", "train.rounds"),
-    ("method.sparsity=1.5", "method.sparsity"),
-    ("method.adf_qp=1.5", "method.adf_qp"),
-    ("method.adf_qp=100000", "method.adf_qp"),
-    ("method.adf_qp=600", "method.adf_qp"),
-    ("setting.direction=both", "setting.direction"),
-    ("foo=1", "foo"),
-    ("data.partition=noniid", "data.partition"),
-    ("method.lsa_steps=3", "method.lsa_steps"),  # smoke uses adf; see below for stc
-    ("train.client_fraction=0", "train.client_fraction"),
-    ("method.dq=maybe", "method.dq"),
-    ("method.adf_position=input", "method.adf_position"),
-    ("method.adf_position=1", "method.adf_position"),
-    ("method.adf_lr_scale=0", "method.adf_lr_scale"),
-    ("method.adf_lr_scale=fast", "method.adf_lr_scale"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("method.nam=adf", "method.nam"),
+        ("method.name=zip", "method.name"),
+        ("train.rounds=0", "train.rounds"),
+        ("train.rounds=ten", "train.rounds"),
+        ("method.sparsity=1.5", "method.sparsity"),
+        ("method.adf_qp=1.5", "method.adf_qp"),
+        ("method.adf_qp=100000", "method.adf_qp"),
+        ("method.adf_qp=600", "method.adf_qp"),
+        ("setting.direction=both", "setting.direction"),
+        ("foo=1", "foo"),
+        ("data.partition=noniid", "data.partition"),
+        ("method.lsa_steps=3", "method.lsa_steps"),  # smoke uses adf; see below for stc
+        ("train.client_fraction=0", "train.client_fraction"),
+        ("method.dq=maybe", "method.dq"),
+        ("method.adf_position=input", "method.adf_position"),
+        ("method.adf_position=1", "method.adf_position"),
+        ("method.adf_lr_scale=0", "method.adf_lr_scale"),
+        ("method.adf_lr_scale=fast", "method.adf_lr_scale"),
+    ],
+)
 def test_errors_name_the_key(override, key):
     if key == "method.lsa_steps":
         override_list = [override, "method.name=stc"]

@@ -23,15 +23,26 @@ def _read_csv(path):
 
 
 def test_fp32_method_ratio_is_one_and_outputs_complete(synthetic_data, tmp_path):
-    cfg = small_config(method={"name": "fp32"}, setting={"direction": "bi"},
-                       train={"rounds": 2})
+    cfg = small_config(method={"name": "fp32"}, setting={"direction": "bi"}, train={"rounds": 2})
     summary = _run(cfg, tmp_path, synthetic_data)
     assert summary["compression_ratio"] == 1.0
     rows = _read_csv(tmp_path / "metrics.csv")
     assert list(rows[0]) == METRIC_COLUMNS and len(rows) == 2
     saved = json.loads((tmp_path / "summary.json").read_text())
-    for key in ("final_acc", "best_acc", "total_bytes", "fp32_bytes", "compression_ratio",
-                "rounds", "rounds_to_target", "wall_s", "config", "seed", "versions", "device"):
+    for key in (
+        "final_acc",
+        "best_acc",
+        "total_bytes",
+        "fp32_bytes",
+        "compression_ratio",
+        "rounds",
+        "rounds_to_target",
+        "wall_s",
+        "config",
+        "seed",
+        "versions",
+        "device",
+    ):
         assert key in saved
     assert saved["config"]["method"]["name"] == "fp32"
     assert {"torch", "numpy", "fedbench", "python"} <= set(saved["versions"])
@@ -39,8 +50,9 @@ def test_fp32_method_ratio_is_one_and_outputs_complete(synthetic_data, tmp_path)
 
 
 def test_learning_happens_on_synthetic_data(synthetic_data, tmp_path):
-    cfg = small_config(method={"name": "stc", "sparsity": 0.5}, train={"rounds": 4},
-                       eval={"target_accuracy": 0.7})
+    cfg = small_config(
+        method={"name": "stc", "sparsity": 0.5}, train={"rounds": 4}, eval={"target_accuracy": 0.7}
+    )
     summary = _run(cfg, tmp_path, synthetic_data)
     assert summary["best_acc"] > 0.7
     assert summary["rounds_to_target"] is not None
@@ -72,8 +84,9 @@ def test_resume_equals_uninterrupted(synthetic_data, tmp_path, method, direction
     a = _read_csv(tmp_path / "full" / "metrics.csv")
     b = _read_csv(tmp_path / "cut" / "metrics.csv")
     for ra, rb in zip(a, b, strict=True):
-        assert {k: v for k, v in ra.items() if k not in TIMING_KEYS} == \
-            {k: v for k, v in rb.items() if k not in TIMING_KEYS}
+        assert {k: v for k, v in ra.items() if k not in TIMING_KEYS} == {
+            k: v for k, v in rb.items() if k not in TIMING_KEYS
+        }
 
 
 def test_same_seed_same_result_other_seed_differs(synthetic_data, tmp_path):
@@ -102,14 +115,26 @@ def test_changed_config_starts_over_with_a_warning(synthetic_data, tmp_path):
 
 
 def test_partial_update_trains_and_sends_only_selected(synthetic_data, tmp_path):
-    cfg = small_config(method={"name": "adf"}, setting={"partial": ["adf", "bn", "classifier"]},
-                       train={"rounds": 1, "bn_mode": "frozen"})
+    cfg = small_config(
+        method={"name": "adf"},
+        setting={"partial": ["adf", "bn", "classifier"]},
+        train={"rounds": 1, "bn_mode": "frozen"},
+    )
     run = FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
     names = set(run.template)
     assert names == {
-        "conv1.adf_scale", "conv2.adf_scale", "bn1.weight", "bn1.bias", "bn1.running_mean",
-        "bn1.running_var", "bn2.weight", "bn2.bias", "bn2.running_mean", "bn2.running_var",
-        "fc.weight", "fc.bias",
+        "conv1.adf_scale",
+        "conv2.adf_scale",
+        "bn1.weight",
+        "bn1.bias",
+        "bn1.running_mean",
+        "bn1.running_var",
+        "bn2.weight",
+        "bn2.bias",
+        "bn2.running_mean",
+        "bn2.running_var",
+        "fc.weight",
+        "fc.bias",
     }
     before = {k: v.clone() for k, v in run.global_state.items()}
     run.step()
@@ -156,10 +181,14 @@ def test_template_kinds_and_excluded_nonweights():
     assert tpl["conv1.weight"].kind == "weight" and tpl["fc.weight"].kind == "weight"
     assert tpl["conv1.adf_scale"].kind == "fine" and tpl["bn1.running_var"].kind == "fine"
     assert "bn1.num_batches_tracked" not in tpl
-    tpl2 = build_template(model, small_config(method={"name": "adf",
-                                                      "include_nonweights": False}))
-    assert set(tpl2) == {"conv1.weight", "conv2.weight", "fc.weight", "conv1.adf_scale",
-                         "conv2.adf_scale"}
+    tpl2 = build_template(model, small_config(method={"name": "adf", "include_nonweights": False}))
+    assert set(tpl2) == {
+        "conv1.weight",
+        "conv2.weight",
+        "fc.weight",
+        "conv1.adf_scale",
+        "conv2.adf_scale",
+    }
 
 
 def _has_codec():
@@ -176,9 +205,17 @@ needs_codec = pytest.mark.skipif(not _has_codec(), reason="fedbench.codec not av
 @needs_codec
 @pytest.mark.parametrize("fold", [False, True])
 def test_adf_bidirectional_with_fold_and_lsa(synthetic_data, tmp_path, fold):
-    cfg = small_config(method={"name": "adf", "sparsity": 0.9, "adf_fold": fold,
-                               "lsa_steps": 2, "adf_linear": True},
-                       setting={"direction": "bi"}, train={"rounds": 2})
+    cfg = small_config(
+        method={
+            "name": "adf",
+            "sparsity": 0.9,
+            "adf_fold": fold,
+            "lsa_steps": 2,
+            "adf_linear": True,
+        },
+        setting={"direction": "bi"},
+        train={"rounds": 2},
+    )
     run = FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
     assert "fc.adf_scale" in run.template
     for _ in range(2):
@@ -195,10 +232,18 @@ def test_adf_bidirectional_with_fold_and_lsa(synthetic_data, tmp_path, fold):
 
 @needs_codec
 def test_unscaled_differs_from_adf_only_by_factors(synthetic_data, tmp_path):
-    a = FederatedRun(small_config(method={"name": "adf"}), tmp_path / "a", data=synthetic_data,
-                     model_fn=tiny_model_fn)
-    u = FederatedRun(small_config(method={"name": "unscaled"}), tmp_path / "u",
-                     data=synthetic_data, model_fn=tiny_model_fn)
+    a = FederatedRun(
+        small_config(method={"name": "adf"}),
+        tmp_path / "a",
+        data=synthetic_data,
+        model_fn=tiny_model_fn,
+    )
+    u = FederatedRun(
+        small_config(method={"name": "unscaled"}),
+        tmp_path / "u",
+        data=synthetic_data,
+        model_fn=tiny_model_fn,
+    )
     extra = set(a.template) - set(u.template)
     assert extra == {"conv1.adf_scale", "conv2.adf_scale"} and set(u.template) < set(a.template)
     assert a.up.options == u.up.options
@@ -219,8 +264,9 @@ def test_divergence_is_reported(synthetic_data, tmp_path):
 @needs_codec
 @pytest.mark.parametrize("mode", ["frozen", "running"])
 def test_bn_modes_let_factors_adapt(synthetic_data, tmp_path, mode):
-    cfg = small_config(method={"name": "adf", "sparsity": 0.5}, train={"rounds": 1,
-                                                                        "bn_mode": mode})
+    cfg = small_config(
+        method={"name": "adf", "sparsity": 0.5}, train={"rounds": 1, "bn_mode": mode}
+    )
     run = FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
     rm0 = run.global_state["bn1.running_mean"].clone()
     run.step()
@@ -238,8 +284,9 @@ def _factor_spread(state):
 def test_output_position_factors_adapt_under_batch_statistics(synthetic_data, tmp_path):
     spread = {}
     for pos in ("weight", "output"):
-        cfg = small_config(method={"name": "adf", "sparsity": 0.5, "adf_position": pos},
-                           train={"rounds": 1})
+        cfg = small_config(
+            method={"name": "adf", "sparsity": 0.5, "adf_position": pos}, train={"rounds": 1}
+        )
         run = FederatedRun(cfg, tmp_path / pos, data=synthetic_data, model_fn=tiny_model_fn)
         assert run.adf_position == pos
         run.step()
@@ -247,7 +294,8 @@ def test_output_position_factors_adapt_under_batch_statistics(synthetic_data, tm
         summary = run.summary()
         assert summary["adf_position"] == pos
         assert summary["adf_factor_max"] - 1 == pytest.approx(
-            max(float(v.max()) for n, v in run.global_state.items() if "adf" in n) - 1)
+            max(float(v.max()) for n, v in run.global_state.items() if "adf" in n) - 1
+        )
     # cancelled by train-mode BN in the weight position (fc has no factor here)
     assert spread["weight"] < 1e-3
     assert spread["output"] > 5e-3
@@ -258,11 +306,17 @@ def test_output_position_factors_adapt_under_batch_statistics(synthetic_data, tm
 def test_server_fold_does_not_change_the_server_model(synthetic_data, tmp_path, position):
     rows, states = {}, {}
     for fold in (False, True):
-        cfg = small_config(method={"name": "adf", "sparsity": 0.5, "adf_position": position,
-                                   "adf_fold": fold, "adf_linear": True},
-                           train={"rounds": 1})
-        run = FederatedRun(cfg, tmp_path / str(fold), data=synthetic_data,
-                           model_fn=tiny_model_fn)
+        cfg = small_config(
+            method={
+                "name": "adf",
+                "sparsity": 0.5,
+                "adf_position": position,
+                "adf_fold": fold,
+                "adf_linear": True,
+            },
+            train={"rounds": 1},
+        )
+        run = FederatedRun(cfg, tmp_path / str(fold), data=synthetic_data, model_fn=tiny_model_fn)
         rows[fold] = run.step()
         states[fold] = run.global_state
     assert rows[True]["test_loss"] == pytest.approx(rows[False]["test_loss"], rel=1e-5)
@@ -279,19 +333,35 @@ def test_server_fold_does_not_change_the_server_model(synthetic_data, tmp_path, 
 def test_uni_fold_into_untransmitted_tensors_is_a_config_error(synthetic_data, tmp_path):
     from fedbench.fl.config import ConfigError
 
-    cfg = small_config(method={"name": "adf", "adf_position": "output", "adf_fold": True,
-                               "include_nonweights": False})
+    cfg = small_config(
+        method={
+            "name": "adf",
+            "adf_position": "output",
+            "adf_fold": True,
+            "include_nonweights": False,
+        }
+    )
     with pytest.raises(ConfigError, match="method.adf_fold"):
         FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
     # fine in bi (both sides fold with the clients' factors after the broadcast, see
     # test_accounting's lossless-downlink test), or in the weight position
     for extra in ({"setting": {"direction": "bi"}}, {"method": {"adf_position": "weight"}}):
-        raw = {"method": {"name": "adf", "adf_position": "output", "adf_fold": True,
-                          "include_nonweights": False}}
+        raw = {
+            "method": {
+                "name": "adf",
+                "adf_position": "output",
+                "adf_fold": True,
+                "include_nonweights": False,
+            }
+        }
         for k, v in extra.items():
             raw.setdefault(k, {}).update(v)
-        FederatedRun(small_config(**raw), tmp_path / str(len(raw)), data=synthetic_data,
-                     model_fn=tiny_model_fn)
+        FederatedRun(
+            small_config(**raw),
+            tmp_path / str(len(raw)),
+            data=synthetic_data,
+            model_fn=tiny_model_fn,
+        )
 
 
 def test_factor_lr_scale_and_no_weight_decay():
@@ -306,31 +376,49 @@ def test_factor_lr_scale_and_no_weight_decay():
     plain, factors = opt.param_groups
     assert plain["lr"] == 0.1 and plain["weight_decay"] == 1e-3
     assert factors["lr"] == pytest.approx(0.3) and factors["weight_decay"] == 0.0
-    assert {id(p) for p in factors["params"]} == {id(model.conv1.adf_scale),
-                                                   id(model.conv2.adf_scale)}
+    assert {id(p) for p in factors["params"]} == {
+        id(model.conv1.adf_scale),
+        id(model.conv2.adf_scale),
+    }
 
 
 @needs_codec
 def test_factor_lr_scale_reaches_local_training(synthetic_data, tmp_path):
     spread = []
     for scale in (1.0, 4.0):
-        cfg = small_config(method={"name": "adf", "sparsity": 0.5, "adf_lr_scale": scale},
-                           train={"rounds": 1, "keep_optimizer_state": True})
-        run = FederatedRun(cfg, tmp_path / str(scale), data=synthetic_data,
-                           model_fn=tiny_model_fn)
+        cfg = small_config(
+            method={"name": "adf", "sparsity": 0.5, "adf_lr_scale": scale},
+            train={"rounds": 1, "keep_optimizer_state": True},
+        )
+        run = FederatedRun(cfg, tmp_path / str(scale), data=synthetic_data, model_fn=tiny_model_fn)
         run.step()
         spread.append(_factor_spread(run.global_state))
-        assert all(g[1]["lr"] == pytest.approx(0.05 * scale)
-                   for g in [s["param_groups"] for s in run.opt_states.values()])
+        assert all(
+            g[1]["lr"] == pytest.approx(0.05 * scale)
+            for g in [s["param_groups"] for s in run.opt_states.values()]
+        )
     assert spread[1] > 1.5 * spread[0]
 
 
 def test_unscaled_ignores_the_factor_options(synthetic_data, tmp_path):
-    base = _run(small_config(method={"name": "unscaled"}, train={"rounds": 1}),
-                tmp_path / "a", synthetic_data)
-    other = _run(small_config(method={"name": "unscaled", "adf_position": "output",
-                                      "adf_lr_scale": 5.0, "adf_fold": True},
-                              train={"rounds": 1}), tmp_path / "b", synthetic_data)
+    base = _run(
+        small_config(method={"name": "unscaled"}, train={"rounds": 1}),
+        tmp_path / "a",
+        synthetic_data,
+    )
+    other = _run(
+        small_config(
+            method={
+                "name": "unscaled",
+                "adf_position": "output",
+                "adf_lr_scale": 5.0,
+                "adf_fold": True,
+            },
+            train={"rounds": 1},
+        ),
+        tmp_path / "b",
+        synthetic_data,
+    )
     assert base["adf_position"] is None and base["adf_factor_min"] is None
     for key in ("final_acc", "total_bytes", "bytes_up"):
         assert base[key] == other[key]

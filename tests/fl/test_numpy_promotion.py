@@ -69,8 +69,10 @@ def _mean_reference(
     """Sum w_k u_k / sum w_k in float64 (Python-float weights), one cast to float32."""
     total = math.fsum(float(w) for w in weights)
     return {
-        n: (sum(float(w) * u[n].astype(np.float64) for u, w in zip(updates, weights)) / total)
-        .astype(np.float32)
+        n: (
+            sum(float(w) * u[n].astype(np.float64) for u, w in zip(updates, weights, strict=True))
+            / total
+        ).astype(np.float32)
         for n in updates[0]
     }
 
@@ -107,13 +109,16 @@ _TEMPLATE = {
 # NumPy 1.26.4 and 2.4.6; inputs have many ties at the top-k threshold.
 _PINNED = {
     "deepcabac": (
-        "deepcabac", {"sparsity": 0.9, "qp": -32, "nonweight_qp": -75},
-        "db770c8c05746167", "98fff707a37d463a",
+        "deepcabac",
+        {"sparsity": 0.9, "qp": -32, "nonweight_qp": -75},
+        "db770c8c05746167",
+        "98fff707a37d463a",
     ),
     "deepcabac-dq": (
         "deepcabac",
         {"sparsity": 0.9, "qp": -32, "nonweight_qp": -75, "dq": True, "num_threads": 1},
-        "46ec565b253de2bd", "62333c3d2bb45d0b",
+        "46ec565b253de2bd",
+        "62333c3d2bb45d0b",
     ),
     "stc": ("stc", {"sparsity": 0.96}, "c79b2a24158555bd", "9cbe7b55f40436a9"),
     "topk-fp16": ("topk-fp16", {"sparsity": 0.9}, "7bc03dfffa6c1ae6", "555a688bf8d52939"),

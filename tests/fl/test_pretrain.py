@@ -60,23 +60,78 @@ SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHARED_DATA / "pneumoniamnist.npz").is_file(),
-                    reason="offline copy ../shared/data/pneumoniamnist.npz absent")
+@pytest.mark.skipif(
+    not (SHARED_DATA / "pneumoniamnist.npz").is_file(),
+    reason="offline copy ../shared/data/pneumoniamnist.npz absent",
+)
 def test_cli_pretrain_then_fl_from_it(tmp_path, capsys):
     from fedbench.cli import main
 
-    common = ["--set", f"data.root={tmp_path / 'data'}", "--set", f"data.mirror={SHARED_DATA}",
-              "--set", "data.max_train_samples=64", "--set", "data.max_test_samples=64",
-              "--set", "device=cpu"]
-    assert main(["pretrain", "--config", "smoke", "--out", str(tmp_path / "src"),
-                 "--epochs", "1", *common]) == 0
+    common = [
+        "--set",
+        f"data.root={tmp_path / 'data'}",
+        "--set",
+        f"data.mirror={SHARED_DATA}",
+        "--set",
+        "data.max_train_samples=64",
+        "--set",
+        "data.max_test_samples=64",
+        "--set",
+        "device=cpu",
+    ]
+    assert (
+        main(
+            [
+                "pretrain",
+                "--config",
+                "smoke",
+                "--out",
+                str(tmp_path / "src"),
+                "--epochs",
+                "1",
+                *common,
+            ]
+        )
+        == 0
+    )
     assert "sha256" in capsys.readouterr().out
     ckpt = tmp_path / "src" / "model.pt"
-    assert main(["fl", "--config", "smoke", "--out", str(tmp_path / "fl"), "--no-progress",
-                 "--set", f"model.pretrained={ckpt}", "--set", "train.rounds=1",
-                 "--set", "data.num_clients=2", *common]) == 0
+    assert (
+        main(
+            [
+                "fl",
+                "--config",
+                "smoke",
+                "--out",
+                str(tmp_path / "fl"),
+                "--no-progress",
+                "--set",
+                f"model.pretrained={ckpt}",
+                "--set",
+                "train.rounds=1",
+                "--set",
+                "data.num_clients=2",
+                *common,
+            ]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "fl" / "summary.json").read_text())
     assert summary["config"]["model"]["pretrained"] == str(ckpt)
-    assert main(["fl", "--config", "smoke", "--out", str(tmp_path / "bad"), "--no-progress",
-                 "--set", "model.pretrained=imagenet", *common]) == 1
+    assert (
+        main(
+            [
+                "fl",
+                "--config",
+                "smoke",
+                "--out",
+                str(tmp_path / "bad"),
+                "--no-progress",
+                "--set",
+                "model.pretrained=imagenet",
+                *common,
+            ]
+        )
+        == 1
+    )
     assert "no published ImageNet weights" in capsys.readouterr().err

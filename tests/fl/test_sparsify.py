@@ -28,8 +28,10 @@ def test_unstructured_hits_target(sparsity, shape):
 
 def test_topk_global_hits_target_over_all_tensors():
     rng = np.random.default_rng(1)
-    ts = {"a": rng.normal(size=(20, 10)).astype(np.float32),
-          "b": 5 * rng.normal(size=(8, 4, 3, 3)).astype(np.float32)}
+    ts = {
+        "a": rng.normal(size=(20, 10)).astype(np.float32),
+        "b": 5 * rng.normal(size=(8, 4, 3, 3)).astype(np.float32),
+    }
     out = sparsify_topk_global(ts, 0.9)
     total = sum(t.size for t in ts.values())
     assert sum(np.count_nonzero(t) for t in out.values()) == keep_count(total, 0.9)

@@ -48,22 +48,27 @@ def test_defaults_are_todays_behaviour():
     assert (t.precision, t.memory_format, t.parallel_clients) == ("fp32", "contiguous", 1)
 
 
-@pytest.mark.parametrize("override,key", [
-    ("train.precision=fp8", "train.precision"),
-    ("train.precision=16", "train.precision"),
-    ("train.memory_format=nhwc", "train.memory_format"),
-    ("train.parallel_clients=0", "train.parallel_clients"),
-    ("train.parallel_clients=two", "train.parallel_clients"),
-    ("train.parallel_clients=1.5", "train.parallel_clients"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("train.precision=fp8", "train.precision"),
+        ("train.precision=16", "train.precision"),
+        ("train.memory_format=nhwc", "train.memory_format"),
+        ("train.parallel_clients=0", "train.parallel_clients"),
+        ("train.parallel_clients=two", "train.parallel_clients"),
+        ("train.parallel_clients=1.5", "train.parallel_clients"),
+    ],
+)
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config("smoke", [override])
 
 
 def test_new_keys_load():
-    cfg = load_config("smoke", ["train.precision=bf16", "train.memory_format=channels_last",
-                                "train.parallel_clients=3"])
+    cfg = load_config(
+        "smoke",
+        ["train.precision=bf16", "train.memory_format=channels_last", "train.parallel_clients=3"],
+    )
     assert cfg.train.precision == "bf16" and cfg.train.memory_format == "channels_last"
     assert cfg.train.parallel_clients == 3
 
@@ -166,7 +171,7 @@ def test_channels_last_run_matches_contiguous_run(three_clients, tmp_path):
     b = _run(cfg, three_clients, tmp_path / "b")
     for n, t in a.global_state.items():
         torch.testing.assert_close(b.global_state[n], t, rtol=1e-4, atol=1e-5)
-    for ra, rb in zip(a.rows, b.rows):
+    for ra, rb in zip(a.rows, b.rows, strict=True):
         assert rb["test_loss"] == pytest.approx(ra["test_loss"], rel=1e-4)
 
 
@@ -197,8 +202,12 @@ def test_parallel_clients_equal_sequential(three_clients, tmp_path, workers, met
     def go(k, out):
         cfg = small_config(
             data={"num_clients": 3, "augment": True},
-            train={"rounds": 3, "parallel_clients": k, "keep_optimizer_state": True,
-                   "client_fraction": 1.0},
+            train={
+                "rounds": 3,
+                "parallel_clients": k,
+                "keep_optimizer_state": True,
+                "client_fraction": 1.0,
+            },
             method={"name": method, "sparsity": 0.8},
         )
         run = FederatedRun(cfg, out, data=three_clients, model_fn=tiny_model_fn)
@@ -220,7 +229,7 @@ def test_parallel_clients_equal_sequential(three_clients, tmp_path, workers, met
     par, dec_par, rng_par = go(workers, tmp_path / "par")
     assert len(dec_par) == len(dec_seq) == 9
     # one torch thread per worker, as in sequential training here: the same reduction order
-    for d1, d2 in zip(dec_seq, dec_par):
+    for d1, d2 in zip(dec_seq, dec_par, strict=True):
         for n in d1:
             np.testing.assert_allclose(d2[n], d1[n], rtol=1e-6, atol=1e-7)
     for n, t in seq.global_state.items():
@@ -254,5 +263,8 @@ def test_summary_records_the_options(three_clients, tmp_path):
     cfg.train.rounds = 1
     s = run_fl(cfg, tmp_path, data=three_clients, model_fn=tiny_model_fn)
     assert (s["precision"], s["memory_format"], s["parallel_clients"]) == (
-        "bf16", "channels_last", 2)
+        "bf16",
+        "channels_last",
+        2,
+    )
     assert s["config"]["train"]["precision"] == "bf16"

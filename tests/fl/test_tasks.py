@@ -14,8 +14,9 @@ class TinySeg(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(8), nn.ReLU())
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU()
+        )
         self.head = nn.Conv2d(8, num_classes, 1)
 
     def forward(self, x):
@@ -34,10 +35,22 @@ def test_segmentation_run_reports_miou(tmp_path):
     y[:, 3:7, 3:7] = 1
     x[:, 3:7, 3:7, :] += 150
     y[:, 0, :] = 255  # ignored pixels
-    data = federated_data_from_arrays(x[:30], y[:30], x[36:], y[36:], _split(30), "segmentation",
-                                      2, x_val=x[30:36], y_val=y[30:36])
-    cfg = small_config(method={"name": "stc", "sparsity": 0.5},
-                       train={"rounds": 3, "lr": 0.1}, data={"num_clients": 3})
+    data = federated_data_from_arrays(
+        x[:30],
+        y[:30],
+        x[36:],
+        y[36:],
+        _split(30),
+        "segmentation",
+        2,
+        x_val=x[30:36],
+        y_val=y[30:36],
+    )
+    cfg = small_config(
+        method={"name": "stc", "sparsity": 0.5},
+        train={"rounds": 3, "lr": 0.1},
+        data={"num_clients": 3},
+    )
     summary = run_fl(cfg, tmp_path, data=data, model_fn=lambda c, d: TinySeg(d.channels, 2))
     assert summary["metric"] == "test_miou"
     # all-background prediction scores about 0.4
@@ -52,10 +65,12 @@ def test_multilabel_run_reports_map(tmp_path):
     x = rng.integers(0, 50, (n, s, s, 1)).astype(np.uint8)
     for j in range(c):  # label j brightens a band of rows
         x[y[:, j] == 1, 2 * j : 2 * j + 2, :, 0] += 150
-    data = federated_data_from_arrays(x[:38], y[:38], x[45:], y[45:], _split(38), "multilabel",
-                                      c, x_val=x[38:45], y_val=y[38:45])
-    cfg = small_config(method={"name": "topk-fp16", "sparsity": 0.5}, train={"rounds": 3},
-                       data={"num_clients": 3})
+    data = federated_data_from_arrays(
+        x[:38], y[:38], x[45:], y[45:], _split(38), "multilabel", c, x_val=x[38:45], y_val=y[38:45]
+    )
+    cfg = small_config(
+        method={"name": "topk-fp16", "sparsity": 0.5}, train={"rounds": 3}, data={"num_clients": 3}
+    )
     torch.manual_seed(0)
     summary = run_fl(cfg, tmp_path, data=data, model_fn=lambda cf, d: TinyNet(1, c))
     assert summary["metric"] == "test_map"

@@ -15,8 +15,18 @@ from fedbench.models import (
     load_pretrained,
 )
 
-ALL = ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "vgg11", "vgg16", "vgg11_bn",
-       "vgg16_bn", "resnet20", "resnet56"]
+ALL = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v2",
+    "vgg11",
+    "vgg16",
+    "vgg11_bn",
+    "vgg16_bn",
+    "resnet20",
+    "resnet56",
+]
 FAST = ["resnet20", "resnet56", "resnet18", "mobilenet_v2"]
 
 
@@ -71,10 +81,10 @@ def test_cifar_resnet_depth_and_shortcuts():
         return sum(isinstance(x, nn.Conv2d) for x in m.modules())
 
     a20 = build_model("resnet20", 10)
-    assert n_conv(a20) == 19                          # 19 conv + 1 fc = 20 layers
+    assert n_conv(a20) == 19  # 19 conv + 1 fc = 20 layers
     assert n_conv(build_model("resnet56", 10)) == 55
     b20 = build_model("resnet20", 10, shortcut="B")
-    assert n_conv(b20) == 21                          # two 1x1 projections
+    assert n_conv(b20) == 21  # two 1x1 projections
     # option A: about 0.27M parameters as in He et al. Table 6
     assert 0.26e6 < sum(p.numel() for p in a20.parameters()) < 0.28e6
     assert _out(b20, 32).shape == (1, 10)

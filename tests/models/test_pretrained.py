@@ -59,8 +59,10 @@ def _same_except_classifier(model, reference) -> None:
     for k in loaded:
         assert torch.equal(own[k], reference[k]), k
     assert set(model.pretrained_report.loaded) == set(loaded)
-    assert {k for k, _ in model.pretrained_report.skipped} == {"classifier.1.weight",
-                                                               "classifier.1.bias"}
+    assert {k for k, _ in model.pretrained_report.skipped} == {
+        "classifier.1.weight",
+        "classifier.1.bias",
+    }
 
 
 def test_imagenet_weights_download_then_cache(served):

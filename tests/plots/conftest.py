@@ -62,9 +62,15 @@ def write_run(
         "majority_acc": majority_acc,
         # the ledger's split: weights take most, the rest spread over the other classes
         "bytes_by_class": {
-            d: {"weight": int(bytes_round * rounds * 0.3) + seed, "bn_affine": 1000 * (seed + 1),
-                "bn_stats": 2000, "bias": 10, "adf": 500 if method == "adf" else 0,
-                "other": 0, "overhead": 300}
+            d: {
+                "weight": int(bytes_round * rounds * 0.3) + seed,
+                "bn_affine": 1000 * (seed + 1),
+                "bn_stats": 2000,
+                "bias": 10,
+                "adf": 500 if method == "adf" else 0,
+                "other": 0,
+                "overhead": 300,
+            }
             for d in ("up", "down")
         },
         "wall_s": 1.0,
@@ -97,8 +103,17 @@ def runs_root(tmp_path: Path) -> Path:
                     variants = {"base": None}
                 for variant, sp in variants.items():
                     for seed in (0, 1):
-                        write_run(root, dataset, "resnet20", setting, method, variant, seed,
-                                  sparsity=sp, majority_acc=MAJORITY[dataset])
+                        write_run(
+                            root,
+                            dataset,
+                            "resnet20",
+                            setting,
+                            method,
+                            variant,
+                            seed,
+                            sparsity=sp,
+                            majority_acc=MAJORITY[dataset],
+                        )
     return root
 
 
@@ -116,14 +131,27 @@ def codec_csv(tmp_path: Path) -> Path:
     for k, (workload, h0) in enumerate((("A", 8e6), ("B90", 1e6), ("B99", 2e5), ("C", 5e5))):
         for codec, over, speed, threads in CODEC_ROWS:
             speed *= 1 + k  # the workloads' throughputs differ, so panels cannot be swapped
-            rows.append({
-                "workload": workload, "setting": "qp=-32 qpd=2 nwqp=-75 dq=0 po=0",
-                "codec": codec, "input": "float32", "threads": threads, "num_tensors": 21,
-                "num_params": 11678912, "nonzero_fraction": 0.5, "float32_bytes": 4.67e7,
-                "bytes": h0 * over, "ratio": 4.67e7 / (h0 * over), "h0_bytes": h0,
-                "bytes_over_h0": over, "encode_s": 1.0, "decode_s": 1.0,
-                "encode_params_per_s": speed, "decode_params_per_s": speed * 1.1,
-            })
+            rows.append(
+                {
+                    "workload": workload,
+                    "setting": "qp=-32 qpd=2 nwqp=-75 dq=0 po=0",
+                    "codec": codec,
+                    "input": "float32",
+                    "threads": threads,
+                    "num_tensors": 21,
+                    "num_params": 11678912,
+                    "nonzero_fraction": 0.5,
+                    "float32_bytes": 4.67e7,
+                    "bytes": h0 * over,
+                    "ratio": 4.67e7 / (h0 * over),
+                    "h0_bytes": h0,
+                    "bytes_over_h0": over,
+                    "encode_s": 1.0,
+                    "decode_s": 1.0,
+                    "encode_params_per_s": speed,
+                    "decode_params_per_s": speed * 1.1,
+                }
+            )
     rows.append({"workload": "A", "codec": "zlib-9", "setting": rows[0]["setting"]})  # skipped
     path = tmp_path / "codec_bench.csv"
     pd.DataFrame(rows).to_csv(path, index=False)

@@ -28,8 +28,17 @@ def _summaries(root: Path) -> list[dict]:
     out = []
     for f in sorted(root.rglob("summary.json")):
         dataset, model, setting, method, variant, seed = f.parent.parts[-6:]
-        out.append({**json.loads(f.read_text()), "dataset": dataset, "model": model,
-                    "setting": setting, "method": method, "variant": variant, "seed": seed})
+        out.append(
+            {
+                **json.loads(f.read_text()),
+                "dataset": dataset,
+                "model": model,
+                "setting": setting,
+                "method": method,
+                "variant": variant,
+                "seed": seed,
+            }
+        )
     return out
 
 
@@ -43,16 +52,18 @@ def _mean_by(rows: list[dict], keys: tuple[str, ...], value: str) -> dict[tuple,
 
 def _with_gid(fig, prefix: str) -> list:
     """Artists of a figure whose gid starts with prefix."""
-    return [a for ax in fig.axes for a in ax.get_children()
-            if (a.get_gid() or "").startswith(prefix)]
+    return [
+        a for ax in fig.axes for a in ax.get_children() if (a.get_gid() or "").startswith(prefix)
+    ]
 
 
 def _bars_by_codec(fig, gid: str) -> dict[str, float]:
     """Widths of a codec figure's horizontal bars with this gid, by the codec on their row."""
     out = {}
     for ax in fig.axes:
-        ticks = dict(zip(ax.get_yticks(), [t.get_text() for t in ax.get_yticklabels()],
-                         strict=True))
+        ticks = dict(
+            zip(ax.get_yticks(), [t.get_text() for t in ax.get_yticklabels()], strict=True)
+        )
         for bar in ax.patches:
             if bar.get_gid() == gid:
                 centre = bar.get_y() + bar.get_height() / 2  # encode/decode sit 0.2 off the row
@@ -77,8 +88,13 @@ def test_all_figures_written(runs_root: Path, codec_csv: Path, tmp_path: Path) -
     for ds in ("cifar10", "pneumoniamnist"):
         assert f"accuracy_vs_round_{ds}" in stems
         assert f"accuracy_vs_mb_{ds}" in stems
-    for name in ("compression_ratio", "sparsity_sweep", "codec_throughput", "codec_entropy",
-                 "bytes_by_class"):
+    for name in (
+        "compression_ratio",
+        "sparsity_sweep",
+        "codec_throughput",
+        "codec_entropy",
+        "bytes_by_class",
+    ):
         assert name in stems
     assert {p.suffix for p in written} == {".pdf", ".png"}
     assert len(written) == 2 * len(stems)
@@ -108,9 +124,7 @@ def test_single_run_and_hand_made_folder(tmp_path: Path, run_writer) -> None:
 
 def test_hue_label_names_variants_only_where_swept(runs_root: Path, run_writer) -> None:
     frame = with_hue(summary_frame(load_runs([runs_root])))
-    assert set(frame.loc[frame["method"] == "adf", "label"]) == {
-        f"adf {v}" for v in ADF_SWEEP
-    }
+    assert set(frame.loc[frame["method"] == "adf", "label"]) == {f"adf {v}" for v in ADF_SWEEP}
     assert set(frame.loc[frame["method"] == "stc", "label"]) == {"stc"}
     assert len(frame) == len(list(runs_root.rglob("summary.json")))
     # A method swept in one cell carries its variant in every cell, so labels stay consistent.
@@ -143,8 +157,9 @@ def test_figure_names_match_cli() -> None:
     assert tuple(FIGURE_NAMES) == ALL_FIGURES
 
 
-def test_compression_ratio_bars_are_the_summaries(runs_root: Path, tmp_path: Path,
-                                                  drawn: dict) -> None:
+def test_compression_ratio_bars_are_the_summaries(
+    runs_root: Path, tmp_path: Path, drawn: dict
+) -> None:
     make_figures([runs_root], None, tmp_path / "f", only=["compression_ratio"])
     fig = drawn["compression_ratio"]
     rows = _summaries(runs_root)
@@ -152,16 +167,16 @@ def test_compression_ratio_bars_are_the_summaries(runs_root: Path, tmp_path: Pat
         r["label"] = r["method"] + (f" {r['variant']}" if r["method"] == "adf" else "")
     expected = _mean_by(rows, ("setting", "dataset", "label", "model"), "compression_ratio")
     bars = {a.get_gid(): a for a in _with_gid(fig, "ratio|") if hasattr(a, "get_height")}
-    texts = {a.get_gid(): a.get_text() for a in _with_gid(fig, "ratio|")
-             if hasattr(a, "get_text")}
+    texts = {a.get_gid(): a.get_text() for a in _with_gid(fig, "ratio|") if hasattr(a, "get_text")}
     assert len(bars) == len(texts) == len(expected)  # one model: one bar per gid
     for (setting, dataset, label, model), ratio in expected.items():
         bar = bars[f"ratio|{setting}|{dataset}|{label}"]
         assert bar.get_height() == pytest.approx(ratio, rel=1e-12)
         assert texts[f"ratio|{setting}|{dataset}|{label}|{model}"] == f"{ratio:.3g}x"
         if label == "fp32":
-            assert bar.get_height() == 1.0 and texts[f"ratio|{setting}|{dataset}|fp32|{model}"] \
-                == "1x"
+            assert (
+                bar.get_height() == 1.0 and texts[f"ratio|{setting}|{dataset}|fp32|{model}"] == "1x"
+            )
     data = figure_data("compression_ratio", [runs_root])
     assert len(data) == len(expected)
     for _, row in data.iterrows():
@@ -169,15 +184,17 @@ def test_compression_ratio_bars_are_the_summaries(runs_root: Path, tmp_path: Pat
         assert row["ratio"] == pytest.approx(expected[key], rel=1e-12)
 
 
-def test_sparsity_sweep_lines_follow_the_sweep(runs_root: Path, tmp_path: Path,
-                                               drawn: dict) -> None:
+def test_sparsity_sweep_lines_follow_the_sweep(
+    runs_root: Path, tmp_path: Path, drawn: dict
+) -> None:
     make_figures([runs_root], None, tmp_path / "f", only=["sparsity_sweep"])
     fig = drawn["sparsity_sweep"]
     rows = _summaries(runs_root)
     for r in rows:
         r["sparsity"] = r["config"]["method"]["sparsity"]
-    ratio = _mean_by(rows, ("dataset", "model", "method", "setting", "variant"),
-                     "compression_ratio")
+    ratio = _mean_by(
+        rows, ("dataset", "model", "method", "setting", "variant"), "compression_ratio"
+    )
     acc = _mean_by(rows, ("dataset", "model", "method", "setting", "variant"), "final_acc")
     lines = {a.get_gid(): a for a in _with_gid(fig, "sweep|")}
     assert len(lines) == len({k[:4] for k in ratio})  # one line per method and setting
@@ -201,8 +218,9 @@ def test_sparsity_sweep_lines_follow_the_sweep(runs_root: Path, tmp_path: Path,
     assert len({next(iter(c)) for c in colour.values()}) == len(colour)
     assert all(len(s) == 1 for s in style_of.values()) and style_of["uni"] != style_of["bi"]
     legend = fig.legends[0]
-    shown = dict(zip([t.get_text() for t in legend.get_texts()], legend.legend_handles,
-                     strict=True))
+    shown = dict(
+        zip([t.get_text() for t in legend.get_texts()], legend.legend_handles, strict=True)
+    )
     for setting, name in (("uni", "unidirectional"), ("bi", "bidirectional")):
         handle = shown[name]
         assert {(handle.get_linestyle(), handle.get_marker())} == style_of[setting]
@@ -228,8 +246,9 @@ def test_sparsity_sweep_data_orders_qp_sweeps(tmp_path: Path, run_writer) -> Non
     assert list(data["label"]) == ["QP -38", "QP -32", "QP -20"]
 
 
-def test_accuracy_figures_draw_the_metrics_and_majority(runs_root: Path, tmp_path: Path,
-                                                       drawn: dict) -> None:
+def test_accuracy_figures_draw_the_metrics_and_majority(
+    runs_root: Path, tmp_path: Path, drawn: dict
+) -> None:
     make_figures([runs_root], None, tmp_path / "f", only=["accuracy_vs_round", "accuracy_vs_mb"])
     metrics = []
     for f in sorted(runs_root.rglob("metrics.csv")):
@@ -275,8 +294,9 @@ def test_no_majority_line_without_the_key(tmp_path: Path, run_writer, drawn: dic
     assert not any("majority" in t for t in _legend_texts(fig))
 
 
-def test_codec_throughput_bars_names_and_ticks(codec_csv: Path, tmp_path: Path,
-                                               drawn: dict) -> None:
+def test_codec_throughput_bars_names_and_ticks(
+    codec_csv: Path, tmp_path: Path, drawn: dict
+) -> None:
     make_figures(None, codec_csv, tmp_path / "f", only=["codec_throughput", "codec_entropy"])
     fig = drawn["codec_throughput"]
     raw = pd.read_csv(codec_csv).dropna(subset=["bytes"])
@@ -298,16 +318,19 @@ def test_codec_throughput_bars_names_and_ticks(codec_csv: Path, tmp_path: Path,
         for ax in visible:
             for axis in (ax.xaxis, ax.yaxis):
                 lo, hi = sorted(axis.get_view_interval())
-                shown = [t for t in axis.get_ticklabels()
-                         if t.get_visible() and t.get_text() and lo <= t.get_position()[
-                             0 if axis is ax.xaxis else 1] <= hi]
+                shown = [
+                    t
+                    for t in axis.get_ticklabels()
+                    if t.get_visible()
+                    and t.get_text()
+                    and lo <= t.get_position()[0 if axis is ax.xaxis else 1] <= hi
+                ]
                 assert len(shown) >= 2, (stem, ax.get_title())
         # No JSON beside the CSV, no scale column: the title claims no scale.
         assert "scale" not in drawn[stem]._suptitle.get_text()
 
 
-def test_codec_figures_say_the_workload_scale(codec_csv: Path, tmp_path: Path,
-                                              drawn: dict) -> None:
+def test_codec_figures_say_the_workload_scale(codec_csv: Path, tmp_path: Path, drawn: dict) -> None:
     assert codec_scale(codec_csv) is None
     codec_csv.with_suffix(".json").write_text(json.dumps({"meta": {"scale": 0.1}, "rows": []}))
     assert codec_scale(codec_csv) == 0.1
@@ -323,8 +346,7 @@ def test_codec_figures_say_the_workload_scale(codec_csv: Path, tmp_path: Path,
     assert scale_text(0.02) == "1/50" and scale_text(0.3) == "0.3" and scale_text(0.25) == "1/4"
 
 
-def test_codec_entropy_bars_are_bytes_over_h0(codec_csv: Path, tmp_path: Path,
-                                              drawn: dict) -> None:
+def test_codec_entropy_bars_are_bytes_over_h0(codec_csv: Path, tmp_path: Path, drawn: dict) -> None:
     make_figures(None, codec_csv, tmp_path / "f", only=["codec_entropy"])
     raw = pd.read_csv(codec_csv).dropna(subset=["bytes"])
     for workload, rows in raw.groupby("workload"):
@@ -358,7 +380,11 @@ def test_bytes_by_class_is_the_summaries_mean_split(runs_root: Path, tmp_path: P
         ds, _model, setting, method = path.parts[-7:-3]
         want.setdefault((ds, setting, method), []).append(s["bytes_by_class"]["up"]["bn_affine"])
     for (ds, setting, method), vals in want.items():
-        row = frame[(frame["dataset"] == ds) & (frame["setting"] == setting)
-                    & (frame["label"].str.startswith(method)) & (frame["direction"] == "up")
-                    & (frame["cls"] == "bn_affine")]
+        row = frame[
+            (frame["dataset"] == ds)
+            & (frame["setting"] == setting)
+            & (frame["label"].str.startswith(method))
+            & (frame["direction"] == "up")
+            & (frame["cls"] == "bn_affine")
+        ]
         assert row["bytes"].iloc[0] == pytest.approx(np.mean(vals)), (ds, setting, method)

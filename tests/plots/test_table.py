@@ -23,8 +23,9 @@ FROM_SUMMARY = {
     "compression_ratio": lambda s: s["compression_ratio"],
     "rounds": lambda s: s["rounds"],
     "wall_s": lambda s: s["wall_s"],
-    "sparsity": lambda s: None if s["config"]["method"]["name"] == "fp32"
-    else s["config"]["method"]["sparsity"],
+    "sparsity": lambda s: (
+        None if s["config"]["method"]["name"] == "fp32" else s["config"]["method"]["sparsity"]
+    ),
 }
 
 
@@ -44,20 +45,27 @@ def test_one_row_per_run(runs_root: Path, tmp_path: Path) -> None:
         if line.startswith("| dataset |"):
             header = [c.strip() for c in line.strip("|").split("|")]
         elif line.startswith("| ") and header:
-            cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|")),
-                             strict=True))
-            key = tuple(cells[c] for c in ("dataset", "model", "setting", "method", "variant",
-                                            "seed"))
+            cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
+            key = tuple(
+                cells[c] for c in ("dataset", "model", "setting", "method", "variant", "seed")
+            )
             md_rows[key] = cells
     assert len(md_rows) == n
     # Every run's numbers are its summary's, in the CSV (6 digits) and the Markdown (4).
     for _, row in frame.iterrows():
         path = Path(row["path"])
         summary = json.loads((path / "summary.json").read_text())
-        assert tuple(path.parts[-6:]) == (row["dataset"], row["model"], row["setting"],
-                                          row["method"], row["variant"], f"seed{row['seed']}")
-        cells = md_rows[tuple(str(row[c]) for c in ("dataset", "model", "setting", "method",
-                                                    "variant", "seed"))]
+        assert tuple(path.parts[-6:]) == (
+            row["dataset"],
+            row["model"],
+            row["setting"],
+            row["method"],
+            row["variant"],
+            f"seed{row['seed']}",
+        )
+        cells = md_rows[
+            tuple(str(row[c]) for c in ("dataset", "model", "setting", "method", "variant", "seed"))
+        ]
         for column, value in FROM_SUMMARY.items():
             want = value(summary)
             if want is None:
@@ -72,8 +80,10 @@ def test_one_row_per_run(runs_root: Path, tmp_path: Path) -> None:
     table_lines = [ln for ln in head.splitlines() + all_runs.splitlines() if ln.startswith("| ")]
     # headline header + one line per method + table header + one line per run
     assert len(table_lines) == 1 + 4 + 1 + n
-    cells = {tuple(frame.loc[i, c] for c in ("dataset", "model", "setting", "method", "variant"))
-             for i in frame.index}
+    cells = {
+        tuple(frame.loc[i, c] for c in ("dataset", "model", "setting", "method", "variant"))
+        for i in frame.index
+    }
     assert len([ln for ln in per_cell.splitlines() if ln.startswith("| ")]) == 1 + len(cells)
 
 
@@ -104,8 +114,9 @@ def test_table_is_the_figure_data(runs_root: Path, tmp_path: Path) -> None:
     csv = tmp_path / "t.csv"
     write_table([runs_root], csv, tmp_path / "t.md")
     table = pd.read_csv(csv)
-    table["label"] = table["method"] + np.where(table["method"] == "adf",
-                                                " " + table["variant"], "")
+    table["label"] = table["method"] + np.where(
+        table["method"] == "adf", " " + table["variant"], ""
+    )
     bars = figure_data("compression_ratio", [runs_root])
     means = table.groupby(["setting", "dataset", "model", "label"])["compression_ratio"].mean()
     assert len(bars) == len(means)
@@ -116,8 +127,13 @@ def test_table_is_the_figure_data(runs_root: Path, tmp_path: Path) -> None:
     accs = table.groupby(["dataset", "model", "method", "setting", "variant"])["final_acc"].mean()
     assert len(sweep) == len(accs)
     for _, point in sweep.iterrows():
-        key = (point["dataset"], point["model"], point["method"], point["setting"],
-               point["variant"])
+        key = (
+            point["dataset"],
+            point["model"],
+            point["method"],
+            point["setting"],
+            point["variant"],
+        )
         assert point["acc"] == pytest.approx(accs[key], rel=1e-5)
 
 
@@ -127,8 +143,18 @@ def test_cli_table_and_figures(runs_root: Path, codec_csv: Path, tmp_path: Path,
     assert rc == 0
     assert csv.is_file() and md.is_file()
     out = tmp_path / "figs"
-    rc = main(["plots", "figures", "--codec", str(codec_csv), "--out", str(out),
-               "--only", "codec_entropy"])
+    rc = main(
+        [
+            "plots",
+            "figures",
+            "--codec",
+            str(codec_csv),
+            "--out",
+            str(out),
+            "--only",
+            "codec_entropy",
+        ]
+    )
     assert rc == 0
     assert (out / "codec_entropy.pdf").stat().st_size > 0
 

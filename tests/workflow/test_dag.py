@@ -14,7 +14,6 @@ from wfhelpers import REPO, dry_run_jobs, expected_cells, figure_stems, run_snak
 CONFIGS = ("config.yaml", "smoke.yaml", "paper.yaml")
 
 
-
 def _dry_run(config: str, tmp_path: Path, extra: list[str] | None = None):
     result = run_snakemake(
         ["-n", "--configfile", str(REPO / "config" / config), *(extra or [])], tmp_path
@@ -66,14 +65,18 @@ def test_committed_figures_do_not_shadow_the_runs(tmp_path: Path) -> None:
         shutil.copytree(REPO / "figures", clone / "figures")
     assert any((clone / "figures").glob("*.png")) and (clone / "figures" / "results_table.csv")
     result = run_snakemake(
-        ["-n", "--configfile", str(REPO / "config" / "config.yaml")], clone,
+        ["-n", "--configfile", str(REPO / "config" / "config.yaml")],
+        clone,
         config={"results": "results", "figures": "figures"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = dry_run_jobs(result.stdout)
     want = expected_cells(REPO / "config" / "config.yaml")
-    fl = {(j["dataset"], j["model"], j["setting"], j["method"], j["variant"], int(j["seed"]))
-          for j in jobs if j["rule"] == "fl_run"}
+    fl = {
+        (j["dataset"], j["model"], j["setting"], j["method"], j["variant"], int(j["seed"]))
+        for j in jobs
+        if j["rule"] == "fl_run"
+    }
     assert fl == want
     rules = Counter(j["rule"] for j in jobs)
     stems = {j["stem"] for j in jobs if j["rule"] == "figure"}
@@ -119,8 +122,11 @@ def test_figure_rule_claims_no_other_file(tmp_path: Path) -> None:
     out = "results/smoke/figures"
     ok = run_snakemake(["-n", f"{out}/compression_ratio.pdf", "--configfile", smoke], tmp_path)
     assert ok.returncode == 0, ok.stderr[-3000:]
-    for target in (f"{out}/accuracy_vs_round_cifar10.pdf", f"{out}/notes.pdf",
-                   f"{out}/sub/compression_ratio.png"):
+    for target in (
+        f"{out}/accuracy_vs_round_cifar10.pdf",
+        f"{out}/notes.pdf",
+        f"{out}/sub/compression_ratio.png",
+    ):
         # the target before --configfile, which takes every word after it
         result = run_snakemake(["-n", target, "--configfile", smoke], tmp_path)
         assert result.returncode != 0, target
@@ -203,9 +209,7 @@ def _bad_config(tmp_path: Path, edit) -> Path:
         (lambda c: c["fl"]["set"].update({"seed": 3}), "fl.set"),
         (lambda c: c["datasets"]["pneumoniamnist"].update({"preset": "nope"}), "preset 'nope'"),
         (
-            lambda c: c["fl"]["grid"].append(
-                {**c["fl"]["grid"][0], "set": {"train.rounds": 1}}
-            ),
+            lambda c: c["fl"]["grid"].append({**c["fl"]["grid"][0], "set": {"train.rounds": 1}}),
             "again with different settings",
         ),
     ],

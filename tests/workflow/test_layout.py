@@ -82,14 +82,20 @@ def test_plots_label_runs_by_the_layout() -> None:
     config = {"data": {"name": "cifar10"}, "model": {"name": "vgg11"}, "method": {"name": "adf"}}
     labels = run_labels(Path("by_hand/adf_run"), {"config": config, "seed": 4})
     assert (labels["dataset"], labels["method"], labels["variant"], labels["seed"]) == (
-        "cifar10", "adf", "base", 4,
+        "cifar10",
+        "adf",
+        "base",
+        4,
     )
 
 
 def test_workflow_spells_the_layout_nowhere_else() -> None:
     """The folder pattern and the run file names live in fedbench/layout.py only."""
-    for path in [REPO / "Snakefile", *sorted((REPO / "workflows").glob("*.smk")),
-                 REPO / "fedbench" / "plots" / "runs.py"]:
+    for path in [
+        REPO / "Snakefile",
+        *sorted((REPO / "workflows").glob("*.smk")),
+        REPO / "fedbench" / "plots" / "runs.py",
+    ]:
         text = path.read_text()
         for spelled in ("/seed{", "seed{{", '"metrics.csv"', '"summary.json"', "parts[-6"):
             assert spelled not in text, f"{path.relative_to(REPO)} spells {spelled!r}"

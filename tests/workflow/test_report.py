@@ -47,13 +47,18 @@ def test_report_captions_and_categories(tmp_path: Path) -> None:
     fl, by_data = "Federated learning", {"pneumoniamnist", "all data sets"}
     assert set(categories) == {fl, "Codec", "Tables"} and set(categories[fl]) == by_data
     assert sorted(categories[fl]["pneumoniamnist"]) == [
-        f"{out}/accuracy_vs_mb_pneumoniamnist.png", f"{out}/accuracy_vs_round_pneumoniamnist.png"
+        f"{out}/accuracy_vs_mb_pneumoniamnist.png",
+        f"{out}/accuracy_vs_round_pneumoniamnist.png",
     ]
     assert sorted(categories[fl]["all data sets"]) == [
-        f"{out}/bytes_by_class.png", f"{out}/compression_ratio.png", f"{out}/sparsity_sweep.png"
+        f"{out}/bytes_by_class.png",
+        f"{out}/compression_ratio.png",
+        f"{out}/sparsity_sweep.png",
     ]
     assert sorted(p for sub in categories["Codec"].values() for p in sub) == [
-        f"{out}/codec_entropy.png", f"{out}/codec_throughput.png"
+        f"{out}/codec_entropy.png",
+        f"{out}/codec_throughput.png",
     ]
-    assert re.search(r"One row per federated-learning run", results[f"{out}/results_table.csv"]
-                     ["caption"])
+    assert re.search(
+        r"One row per federated-learning run", results[f"{out}/results_table.csv"]["caption"]
+    )

@@ -39,10 +39,13 @@ def run_snakemake(
     }
     cmd = [
         *snakemake_cmd(),
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
         *args,
-        "--config", *(f"{k}={'null' if v is None else v}" for k, v in overrides.items()),
+        "--config",
+        *(f"{k}={'null' if v is None else v}" for k, v in overrides.items()),
     ]
     env = dict(os.environ)
     # Rules call `fedbench` and `python`: the ones of this environment.
@@ -75,8 +78,11 @@ def expected_cells(config_file: Path) -> set[tuple]:
 
 def figure_stems(datasets: set[str], bench: bool) -> list[str]:
     """File stems of the figures a config gives: per data set, over all runs, of the codec."""
-    stems = [f"{name}_{ds}" for ds in sorted(datasets)
-             for name in ("accuracy_vs_round", "accuracy_vs_mb")]
+    stems = [
+        f"{name}_{ds}"
+        for ds in sorted(datasets)
+        for name in ("accuracy_vs_round", "accuracy_vs_mb")
+    ]
     stems += ["compression_ratio", "sparsity_sweep", "bytes_by_class"]
     return stems + (["codec_throughput", "codec_entropy"] if bench else [])
 
@@ -90,7 +96,7 @@ def dry_run_jobs(stdout: str) -> list[dict[str, str]]:
             current = {"rule": line[5:-1]}
             jobs.append(current)
         elif current is not None and line.startswith("wildcards:"):
-            for item in line[len("wildcards:"):].split(","):
+            for item in line[len("wildcards:") :].split(","):
                 key, _, value = item.strip().partition("=")
                 current[key] = value
         elif current is not None and line.startswith("resources:"):
