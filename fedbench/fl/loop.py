@@ -947,7 +947,7 @@ def _default_model(cfg: RunConfig, data: FederatedData) -> nn.Module:
     """Build the configured model from the fedbench.models registry."""
     from fedbench.models import build_model
 
-    return build_model(
+    model = build_model(
         cfg.model.name,
         data.num_classes,
         in_channels=data.channels,
@@ -955,6 +955,10 @@ def _default_model(cfg: RunConfig, data: FederatedData) -> nn.Module:
         task=data.task,
         pretrained=cfg.model.pretrained,
     )
+    report = getattr(model, "pretrained_report", None)
+    if report is not None:  # which tensors kept their initialisation, in run.log
+        log.info("%s; skipped: %s", report.summary(), report.skipped)
+    return model
 
 
 def _setup_logging(out: Path) -> logging.Handler:
