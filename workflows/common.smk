@@ -25,11 +25,10 @@ FIGURES = config["figures"].rstrip("/")
 DATA_ROOT = config["data_root"].rstrip("/")
 MIRROR = config.get("mirror")
 PRESETS = REPO / "fedbench" / "fl" / "presets"
-# Method names `fedbench fl` knows: the schema's list (config/schema.yaml, methods.*.name).
-with open(SCHEMA) as _fh:
-    METHOD_NAMES = yaml.safe_load(_fh)["properties"]["methods"]["additionalProperties"]["anyOf"][1][
-        "properties"
-    ]["name"]["enum"]
+# Method names `fedbench fl` knows: the method registry (built-in and installed entry points).
+from fedbench.fl.methods import method_names as _method_names
+
+METHOD_NAMES = list(_method_names())
 RUN_FILES = layout.RUN_FILES
 
 

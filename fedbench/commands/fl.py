@@ -40,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--list-presets", action="store_true", help="print preset names and exit")
     p.add_argument(
+        "--list-methods",
+        action="store_true",
+        help="print every registered method, its description and options, and exit",
+    )
+    p.add_argument(
         "--print-config", action="store_true", help="print the resolved config as YAML and exit"
     )
     p.set_defaults(func=_run)
@@ -51,6 +56,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.list_presets:
         print("\n".join(list_presets()))
+        return 0
+    if args.list_methods:
+        print(_methods_text(), end="")
         return 0
     overrides = list(args.overrides)
     if args.device:
@@ -100,3 +108,24 @@ def _run(args: argparse.Namespace) -> int:
             f"{summary['compression_ratio']:.1f}x vs fp32, {summary['wall_s']:.1f} s"
         )
     return 0
+
+
+def _methods_text() -> str:
+    """One line per registered method, then its own options with defaults."""
+    import dataclasses
+
+    from fedbench.fl.config import MethodConfig
+    from fedbench.fl.methods import methods
+
+    shared = {
+        f.name: f.default
+        for f in dataclasses.fields(MethodConfig)
+        if f.name not in ("name", "options")
+    }
+    lines = []
+    for name, cls in methods().items():
+        lines.append(f"{name}: {cls.description or cls.__doc__ or ''}".rstrip())
+        for opt, default in cls.option_defaults().items():
+            lines.append(f"    method.{opt} = {default!r}")
+    lines.append("shared by every method: " + ", ".join(f"{k}={v!r}" for k, v in shared.items()))
+    return "\n".join(lines) + "\n"

@@ -1,13 +1,69 @@
 """Server-side strategy (Flower-like): configure selects the clients of a round, aggregate
-averages their decoded updates weighted by local sample counts (FedAvg)."""
+averages their decoded updates weighted by local sample counts (FedAvg).
+
+Strategies are registered by name (`register_strategy`, or the entry-point group
+`fedbench.strategies` of an installed package, each naming a class); config key `strategy`
+picks one. A strategy class is built as cls(num_clients, fraction, seed) and has
+configure(round_) -> clients and aggregate([(update, num_samples), ...]) -> update."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
 
 import numpy as np
 
-__all__ = ["FedAvgStrategy", "derive_seed", "select_clients", "weighted_mean"]
+__all__ = [
+    "STRATEGY_ENTRY_POINT_GROUP",
+    "FedAvgStrategy",
+    "derive_seed",
+    "get_strategy",
+    "register_strategy",
+    "select_clients",
+    "strategies",
+    "weighted_mean",
+]
+
+STRATEGY_ENTRY_POINT_GROUP = "fedbench.strategies"
+_STRATEGIES: dict[str, type] = {}
+_loaded = False
+
+
+def register_strategy(name: str) -> Callable[[type], type]:
+    """Class decorator adding an aggregation strategy to the registry under `name`."""
+
+    def deco(cls: type) -> type:
+        cls.name = name
+        _STRATEGIES[name] = cls
+        return cls
+
+    return deco
+
+
+def strategies() -> dict[str, type]:
+    """Every registered strategy (built-in first, then installed entry points)."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for ep in entry_points(group=STRATEGY_ENTRY_POINT_GROUP):
+            if ep.name not in _STRATEGIES:
+                _STRATEGIES[ep.name] = ep.load()
+    return dict(_STRATEGIES)
+
+
+def get_strategy(name: str, on_error: Callable[[str], Exception] = KeyError) -> type:
+    """The registered strategy class `name`."""
+    table = strategies()
+    if name not in table:
+        raise on_error(f"strategy: invalid value {name!r}; allowed: {', '.join(table)}")
+    return table[name]
+
+
+def build_strategy(name: str, num_clients: int, fraction: float, seed: int) -> Any:
+    """An instance of the registered strategy `name`."""
+    return get_strategy(name)(num_clients, fraction, seed)
 
 
 def derive_seed(seed: int, *keys: int) -> int:
@@ -48,6 +104,7 @@ def weighted_mean(
     return out
 
 
+@register_strategy("fedavg")
 class FedAvgStrategy:
     """FedAvg over decoded differential updates with seeded partial participation."""
 

@@ -43,7 +43,6 @@ from fedbench.fl.sparsify import keep_count, sparsify, sparsify_topk_global, top
 
 __all__ = [
     "COMPRESSORS",
-    "METHOD_COMPRESSOR",
     "OVERHEAD",
     "CompressorError",
     "DeepCabacCompressor",
@@ -93,6 +92,12 @@ class UpdateCompressor(ABC):
     def __init__(self, template: Template, **options: Any) -> None:
         self.template = dict(template)
         self.options = options
+        self.context: tuple[int, ...] = ()
+
+    def set_context(self, *keys: int) -> None:
+        """Integers (run seed, round, client) that a stochastic compressor seeds its next
+        encodes from, so that runs are reproducible; deterministic compressors ignore them."""
+        self.context = tuple(int(k) for k in keys)
 
     @abstractmethod
     def encode(self, update: dict[str, np.ndarray]) -> bytes:
@@ -127,15 +132,6 @@ class UpdateCompressor(ABC):
 
 
 COMPRESSORS: dict[str, type[UpdateCompressor]] = {}
-
-# Which compressor each FL method (config `method.name`) uses.
-METHOD_COMPRESSOR = {
-    "fp32": "fp32",
-    "unscaled": "deepcabac",
-    "adf": "deepcabac",
-    "stc": "stc",
-    "topk-fp16": "topk-fp16",
-}
 
 
 def register_compressor(

@@ -112,8 +112,16 @@ setting
                                 matches nothing for methods without factors; the list as a
                                 whole must match at least one tensor.
 
+strategy (str, fedavg)          server aggregation strategy, a fedbench.fl.aggregation registry
+                                name (`fedbench.strategies` entry points add more).
+
 method
-  name (fp32|unscaled|adf|stc|topk-fp16, adf)
+  name (str, adf)               a fedbench.fl.methods registry name (`fedbench fl
+                                --list-methods`): fp32, unscaled, adf, stc, topk-fp16, qsgd,
+                                ef-signsgd, or one of an installed package's `fedbench.methods`
+                                entry points. Keys below are shared by every method (each uses
+                                those it needs); a method's own options (its Options dataclass)
+                                sit next to them, and an option of another method is rejected.
   sparsity (0<=s<1, 0.9)        target fraction of zeros of each weight-tensor update.
   sparsifier (unstructured|structured|topk|topk-global, unstructured)
                                 unstructured/topk: per-tensor magnitude threshold;
@@ -190,7 +198,6 @@ class ConfigError(ValueError):
     """Invalid run configuration; the message names the dotted key and what is allowed."""
 
 
-METHODS = ("fp32", "unscaled", "adf", "stc", "topk-fp16")
 SPARSIFIERS = ("unstructured", "structured", "topk", "topk-global")
 
 # Allowed values of enumerated keys (dotted name -> choices).
@@ -204,7 +211,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.memory_format": ("contiguous", "channels_last"),
     "setting.direction": ("uni", "bi"),
     "setting.initial_model": ("free", "charged"),
-    "method.name": METHODS,
     "method.sparsifier": SPARSIFIERS,
     "method.codec_mode": ("nnc", "sparse"),
     "method.adf_position": ("auto", "weight", "output"),
@@ -296,6 +302,9 @@ class MethodConfig:
     lsa_steps: int = 0
     lsa_lr: float | None = None
     downlink_sparsity: float | None = None
+    # The method's own options (its `Method.Options` dataclass), given next to the shared keys
+    # above in the YAML `method:` section; flattened into it by config_to_dict.
+    options: Any = field(default=None, repr=False, compare=True)
 
 
 @dataclass
@@ -315,6 +324,7 @@ class RunConfig:
     deterministic: bool = True
     checkpoint: bool = True
     threads: int = 1
+    strategy: str = "fedavg"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -323,9 +333,16 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     @property
+    def method_class(self) -> Any:
+        """The registered `fedbench.fl.methods.Method` subclass of method.name."""
+        from fedbench.fl.methods import get_method
+
+        return get_method(self.method.name, ConfigError)
+
+    @property
     def uses_adf(self) -> bool:
-        """True when the model carries adaptive differential filter factors."""
-        return self.method.name == "adf"
+        """True when the method's model carries adaptive differential filter factors."""
+        return self.method_class.has_factors
 
     @property
     def resolved_adf_position(self) -> str:
@@ -390,6 +407,13 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     if not isinstance(raw, dict):
         where = prefix.rstrip(".") or "config"
         raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+    if cls is MethodConfig:
+        return _build_method(raw, prefix)
+    return _build_fields(cls, raw, prefix)
+
+
+def _build_fields(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    """Build dataclass `cls` from the mapping `raw`, rejecting unknown keys."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [k for k in raw if k not in fields]
@@ -408,6 +432,39 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             raise ConfigError(f"{key}: invalid value {value!r}; allowed: {', '.join(CHOICES[key])}")
         kwargs[name] = value
     return cls(**kwargs)
+
+
+_SHARED_METHOD_KEYS = tuple(f.name for f in dataclasses.fields(MethodConfig) if f.name != "options")
+
+
+def _build_method(raw: dict[str, Any], prefix: str) -> MethodConfig:
+    """The `method` section: shared keys into MethodConfig, the others into the registered
+    method's own Options dataclass; a key of neither is rejected naming its owner, if any."""
+    from fedbench.fl.methods import get_method, methods
+
+    name = raw.get("name", MethodConfig.name)
+    if not isinstance(name, str):
+        raise ConfigError(f"{prefix}name: expected a string, got {name!r}")
+    cls = get_method(name, ConfigError)
+    own = {f.name for f in dataclasses.fields(cls.Options)}
+    shared = {k: v for k, v in raw.items() if k in _SHARED_METHOD_KEYS}
+    extra = {k: v for k, v in raw.items() if k not in _SHARED_METHOD_KEYS}
+    for key in extra:
+        if key not in own:
+            owners = [
+                m
+                for m, c in methods().items()
+                if key in {f.name for f in dataclasses.fields(c.Options)}
+            ]
+            allowed = ", ".join([*_SHARED_METHOD_KEYS, *sorted(own)])
+            whose = f" (an option of method {', '.join(owners)})" if owners else ""
+            raise ConfigError(
+                f"unknown key '{prefix}{key}' for method {name}{whose}; allowed keys here: "
+                f"{allowed}"
+            )
+    cfg = _build_fields(MethodConfig, shared, prefix)
+    cfg.options = _build_fields(cls.Options, extra, prefix)
+    return cfg
 
 
 def _check(cond: bool, key: str, what: str, value: Any) -> None:
@@ -475,9 +532,9 @@ def _validate(cfg: RunConfig) -> None:
     _check(m.adf_lr_scale > 0, "method.adf_lr_scale", "must be > 0", m.adf_lr_scale)
     _check(m.lsa_steps >= 0, "method.lsa_steps", "must be >= 0", m.lsa_steps)
     _check(
-        m.lsa_steps == 0 or m.name == "adf",
+        m.lsa_steps == 0 or cfg.uses_adf,
         "method.lsa_steps",
-        "LSA trains filter factors, so it needs method.name=adf",
+        "LSA trains filter factors, so it needs a method with factors (method.name=adf)",
         m.lsa_steps,
     )
     _check(1 <= m.qp_density <= 5, "method.qp_density", "must be in 1..5", m.qp_density)
@@ -502,13 +559,26 @@ def _validate(cfg: RunConfig) -> None:
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     """Build and validate a RunConfig from a nested mapping (as loaded from YAML)."""
     cfg = _build(RunConfig, raw, "")
+    if cfg.method.options is None:  # no `method` section: the default method's defaults
+        cfg.method.options = cfg.method_class.Options()
+    from fedbench.fl.aggregation import get_strategy
+
+    get_strategy(cfg.strategy, ConfigError)
     _validate(cfg)
+    cfg.method_class.validate(cfg)
     return cfg
 
 
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
-    """The fully resolved config as a plain nested dict (JSON/YAML serialisable)."""
-    return dataclasses.asdict(cfg)
+    """The fully resolved config as a plain nested dict (JSON/YAML serialisable); the method's
+    own options sit next to the shared method keys, as in the YAML."""
+    options = cfg.method.options
+    cfg = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, options=None))
+    out = dataclasses.asdict(cfg)
+    del out["method"]["options"]
+    if options is not None:
+        out["method"].update(dataclasses.asdict(options))
+    return out
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:

@@ -64,12 +64,11 @@ from torch import nn
 
 from fedbench.fl.adf import (
     adf_fold_targets,
-    attach_adf,
     fold_adf_state,
     fold_by_client_factors,
     is_adf_name,
 )
-from fedbench.fl.aggregation import FedAvgStrategy, derive_seed
+from fedbench.fl.aggregation import build_strategy, derive_seed
 from fedbench.fl.client import (
     FederatedData,
     evaluate,
@@ -78,10 +77,8 @@ from fedbench.fl.client import (
     train_local,
 )
 from fedbench.fl.compressors import (
-    METHOD_COMPRESSOR,
     TensorSpec,
     UpdateCompressor,
-    build_compressor,
     compress_with_feedback,
 )
 from fedbench.fl.config import ConfigError, RunConfig, config_to_dict
@@ -237,28 +234,6 @@ def build_template(model: nn.Module, cfg: RunConfig) -> dict[str, TensorSpec]:
     return template
 
 
-def _compressor_options(cfg: RunConfig, downlink: bool) -> dict[str, Any]:
-    """Options of the update compressor for one link direction."""
-    m = cfg.method
-    sparsity = m.sparsity
-    if downlink and m.downlink_sparsity is not None:
-        sparsity = m.downlink_sparsity
-    return {
-        "sparsity": sparsity,
-        "sparsifier": m.sparsifier,
-        "structured_factor": m.structured_factor,
-        "qp": m.qp,
-        "qp_density": m.qp_density,
-        "nonweight_qp": m.nonweight_qp,
-        "adf_qp": m.adf_qp,
-        "dq": m.dq,
-        "param_opt": m.param_opt,
-        "codec_mode": m.codec_mode,
-        # The run's thread budget (config `threads`) rather than every core.
-        "num_threads": cfg.threads,
-    }
-
-
 def _versions() -> dict[str, str]:
     """Library versions recorded in summary.json."""
     import numba
@@ -325,13 +300,14 @@ class FederatedRun:
         self.data = data if data is not None else load_federated_data(cfg, self.device)
         torch.manual_seed(derive_seed(cfg.seed, 0x30DE1))
         self.model = (model_fn or _default_model)(cfg, self.data)
-        self.adf_position = cfg.resolved_adf_position if cfg.uses_adf else None
-        if cfg.uses_adf:
-            attach_adf(self.model, linear=cfg.method.adf_linear, position=self.adf_position)
+        self.method = cfg.method_class(cfg)
+        factors = self.method.has_factors
+        self.adf_position = cfg.resolved_adf_position if factors else None
+        self.method.prepare_model(self.model)
         self.model.to(self.device)
         self.template = build_template(self.model, cfg)
-        self.fold_targets = adf_fold_targets(self.model) if cfg.uses_adf else {}
-        if cfg.uses_adf and cfg.method.adf_fold and cfg.setting.direction == "uni":
+        self.fold_targets = adf_fold_targets(self.model) if factors else {}
+        if factors and cfg.method.adf_fold and cfg.setting.direction == "uni":
             # uni clients get the server model as sent: folding into a tensor that is not
             # transmitted would change the clients' model without charging for it
             folded = {t for ts in self.fold_targets.values() for t in ts}
@@ -360,14 +336,11 @@ class FederatedRun:
         )
         params = {n for n, _ in self.model.named_parameters()}
         self.trainable = {n for n in self.template if n in params}
-        comp = METHOD_COMPRESSOR[cfg.method.name]
-        self.up: UpdateCompressor = build_compressor(
-            comp, self.template, **_compressor_options(cfg, False)
+        self.up: UpdateCompressor = self.method.build_compressor(self.template, False)
+        self.down: UpdateCompressor = self.method.build_compressor(self.template, True)
+        self.strategy = build_strategy(
+            cfg.strategy, cfg.data.num_clients, cfg.train.client_fraction, cfg.seed
         )
-        self.down: UpdateCompressor = build_compressor(
-            comp, self.template, **_compressor_options(cfg, True)
-        )
-        self.strategy = FedAvgStrategy(cfg.data.num_clients, cfg.train.client_fraction, cfg.seed)
         self.sizes = self.data.client_sizes()
         if min(self.sizes) < 1:
             raise ConfigError("data.num_clients: some client got no training samples")
@@ -483,6 +456,8 @@ class FederatedRun:
                 f"update; loss {loss}); lower train.lr or check train.bn_mode"
             )
         code_s = 0.0
+        # Seeds of stochastic compressors (QSGD): run seed, round, client.
+        self.up.set_context(cfg.seed, round_, k)
         if cfg.method.lsa_steps > 0:
             t1 = time.perf_counter()
             dec = self.up.decode(self.up.encode(update))
@@ -627,7 +602,7 @@ class FederatedRun:
             code_s += cs
         mean = self.strategy.aggregate(results)
         del results
-        fold = cfg.uses_adf and cfg.method.adf_fold
+        fold = self.method.has_factors and cfg.method.adf_fold
         with torch.no_grad():
             for n in self.template:
                 g = self.global_state[n]
@@ -646,6 +621,7 @@ class FederatedRun:
                 .astype(np.float32)
                 for n in self.template
             }
+            self.down.set_context(cfg.seed, r, 0xB0ADCA57)
             bits = self.down.encode(u)
             dec = self.down.decode(bits)
             self.broadcasts.append((len(bits), self._classes_of(self.down, bits)))
@@ -832,6 +808,8 @@ class FederatedRun:
         """The config a checkpoint must match to be resumed (device may differ)."""
         d = config_to_dict(self.cfg)
         d.pop("device", None)
+        if d.get("strategy") == "fedavg":
+            del d["strategy"]  # checkpoints written before strategies existed still resume
         return d
 
     def save_checkpoint(self) -> None:

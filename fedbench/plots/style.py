@@ -11,15 +11,12 @@ matplotlib.use("Agg")  # figures are written by batch jobs that have no display
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-# Method order, display names and colours are fixed so that a method looks the same in every figure.
-METHOD_ORDER = ("fp32", "stc", "topk-fp16", "unscaled", "adf")
-METHOD_NAMES = {
-    "fp32": "FedAvg fp32",
-    "stc": "STC",
-    "topk-fp16": "top-k fp16",
-    "unscaled": "Unscaled + DeepCABAC",
-    "adf": "ADF + DeepCABAC",
-}
+from fedbench.fl.methods import methods as _methods
+
+# Method order, display names, colours and markers come from the method registry
+# (fedbench.fl.methods), so that a method looks the same in every figure.
+METHOD_ORDER = tuple(_methods())
+METHOD_NAMES = {n: (m.display or n) for n, m in _methods().items()}
 SETTING_ORDER = ("uni", "bi", "partial")
 SETTING_NAMES = {
     "uni": "unidirectional",
@@ -43,10 +40,14 @@ PAPER_MAX_RATIO = 377.0
 PAPER_CITATION = "Becking et al., CVPR-W 2022"
 
 PALETTE = sns.color_palette("colorblind", 10)
-# fp32 grey (the reference), STC green, top-k brown, unscaled blue, ADF vermillion.
-_METHOD_COLOURS = dict(
-    zip(METHOD_ORDER, (PALETTE[7], PALETTE[2], PALETTE[5], PALETTE[0], PALETTE[3]), strict=True)
-)
+# A method's colour: its `color` (an index into PALETTE or an RGB triple); fp32 grey (the
+# reference), STC green, top-k brown, unscaled blue, ADF vermillion.
+_METHOD_COLOURS = {
+    n: (PALETTE[m.color] if isinstance(m.color, int) else tuple(m.color))
+    for n, m in _methods().items()
+    if m.color is not None
+}
+_METHOD_MARKERS = {n: m.marker for n, m in _methods().items() if m.marker}
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
@@ -109,7 +110,10 @@ def palette_for(labels: list[str]) -> dict[str, tuple[float, float, float]]:
 
 def markers_for(labels: list[str]) -> dict[str, str]:
     """Marker per hue label, so lines stay distinguishable in grey-scale print."""
-    return {label: _MARKERS[i % len(_MARKERS)] for i, label in enumerate(label_order(labels))}
+    return {
+        label: _METHOD_MARKERS.get(method_key(label)) or _MARKERS[i % len(_MARKERS)]
+        for i, label in enumerate(label_order(labels))
+    }
 
 
 def log_axis(ax: plt.Axes, which: str = "x") -> None:

@@ -36,3 +36,25 @@ def test_select_clients_fraction_and_seed():
     assert len(rounds) > 1  # the choice changes between rounds
     assert select_clients(10, 1.0, 0, 1) == list(range(10))
     assert len(select_clients(10, 0.01, 0, 1)) == 1
+
+
+def test_loop_builds_the_configured_strategy(synthetic_data, tmp_path):
+    from fltools import small_config, tiny_model_fn
+
+    from fedbench.fl import aggregation
+    from fedbench.fl.loop import run_fl
+
+    calls = []
+
+    @aggregation.register_strategy("counting-fedavg")
+    class Counting(aggregation.FedAvgStrategy):
+        def aggregate(self, results):
+            calls.append(len(results))
+            return super().aggregate(results)
+
+    try:
+        cfg = small_config(strategy="counting-fedavg", train={"rounds": 2})
+        s = run_fl(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
+        assert calls == [4, 4] and s["config"]["strategy"] == "counting-fedavg"
+    finally:
+        aggregation._STRATEGIES.pop("counting-fedavg", None)

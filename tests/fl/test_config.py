@@ -84,8 +84,25 @@ def test_adf_position_auto_follows_bn_mode():
 
 
 def test_choice_errors_list_allowed_values():
-    with pytest.raises(ConfigError, match="fp32, unscaled, adf, stc, topk-fp16"):
+    with pytest.raises(ConfigError, match="method.name") as err:
         config_from_dict({"method": {"name": "x"}})
+    for name in ("fp32", "unscaled", "adf", "stc", "topk-fp16", "qsgd", "ef-signsgd"):
+        assert name in str(err.value)
+    with pytest.raises(ConfigError, match="strategy: invalid value 'fedprox'; allowed: fedavg"):
+        config_from_dict({"strategy": "fedprox"})
+
+
+def test_list_methods(capsys):
+
+    assert main(["fl", "--list-methods"]) == 0
+    out = capsys.readouterr().out
+    assert "qsgd: QSGD" in out and "method.levels = 16" in out and "ef-signsgd:" in out
+
+
+def test_preset_method_switch_keeps_working():
+    for name in ("fp32", "stc", "qsgd", "ef-signsgd", "unscaled", "topk-fp16"):
+        cfg = load_config("pneumonia_cpu", [f"method.name={name}"])
+        assert cfg.method.name == name
 
 
 def test_bad_override_syntax():
