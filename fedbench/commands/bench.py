@@ -6,6 +6,8 @@ import argparse
 import shlex
 import sys
 
+from fedbench.commands import add_config_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `bench` command and its `sim` subcommand."""
@@ -20,15 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "OUT/STEM.csv and OUT/STEM.json."
         ),
     )
-    sim.add_argument("--config", "-c", required=True, help="YAML file or preset name")
-    sim.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (dotted, repeatable), as in `fedbench fl`",
-    )
+    add_config_arguments(sim, required=True)
     sim.add_argument("--rounds", type=int, default=2, help="rounds to time (default 2)")
     sim.add_argument("--out", "-o", required=True, help="output folder")
     sim.add_argument("--stem", default="sim_bench", help="file name stem (default sim_bench)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fedbench.commands import add_config_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `fl` subcommand."""
@@ -18,16 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "command resumes from the last finished round in --out."
         ),
     )
-    p.add_argument("--config", "-c", default=None, help="YAML file or preset name")
+    add_config_arguments(p)
     p.add_argument("--out", "-o", default=None, help="output folder (metrics.csv, summary.json)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (dotted, repeatable)",
-    )
     p.add_argument(
         "--device",
         default=None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fedbench.commands import add_config_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `pretrain` subcommand."""
@@ -18,17 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--set model.pretrained=OUT/model.pt."
         ),
     )
-    p.add_argument("--config", "-c", default=None, help="YAML file or preset name")
+    add_config_arguments(p)
     p.add_argument("--out", "-o", required=True, help="output folder")
     p.add_argument("--epochs", type=int, default=10, help="passes over the source data (10)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (dotted, repeatable)",
-    )
     p.set_defaults(func=_run)
 
 
