@@ -967,6 +967,7 @@ def run_fl(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     handler = _setup_logging(out)
+    run: FederatedRun | None = None
     try:
         run = FederatedRun(cfg, out, data=data, model_fn=model_fn)
         resumed = False
@@ -1057,5 +1058,7 @@ def run_fl(
         )
         return summary
     finally:
+        if run is not None and run._pool is not None:
+            run._pool.close()  # the parallel-client threads end with the run
         log.removeHandler(handler)
         handler.close()
