@@ -14,6 +14,16 @@ shape [C_out, 1, 1, 1] (Linear: [out, 1]) initialised to 1, so state_dict names 
 
 Folding (then s <- 1) leaves outputs unchanged in both positions, in eval and in train mode.
 The factor tensor is always named `<conv>.adf_scale`, whichever position it acts in.
+
+Where a factor is a new degree of freedom (the paper's setting), and where it is not:
+a per-filter factor s in front of a train-mode BN is cancelled, BN(s z) = BN(z) up to eps
+(mean and standard deviation both scale by s), so d loss / d s = 0; in the output position
+s BN(z) = (s gamma) z_hat + s beta reparametrizes the BN's affine parameters, which
+"unscaled" already trains and sends. With frozen statistics BN(s z) = gamma (s z - mu) /
+sigma + beta is again an affine per-channel map, so s only reparametrizes (gamma, beta) when
+those train. s acts only where no trainable normalization follows the conv: a network
+without BN after its convolutions (VGG-11/16 without BN), or BN frozen statistics *and*
+affine (partial update without `bn`). `adf_positions` tells, per layer, which one a model got.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ __all__ = [
     "ADFConv2d",
     "ADFLinear",
     "adf_fold_targets",
+    "adf_positions",
     "attach_adf",
     "conv_bn_pairs",
     "fold_adf",
@@ -156,6 +167,18 @@ def attach_adf(model: nn.Module, linear: bool = False, position: str = "weight")
             object.__setattr__(module, "adf_bn", bn)
         names.append(f"{mname}{ADF_SUFFIX}" if mname else ADF_SUFFIX[1:])
     return names
+
+
+def adf_positions(model: nn.Module) -> dict[str, str]:
+    """Factor name -> the position it acts in on this model: 'output' (scales the following
+    BatchNorm's output) or 'weight' (conv(x, s*W)); e.g. all 'weight' on a VGG without BN,
+    whatever method.adf_position says."""
+    out = {}
+    for mname, module in model.named_modules():
+        if isinstance(module, (ADFConv2d, ADFLinear)):
+            name = f"{mname}{ADF_SUFFIX}" if mname else ADF_SUFFIX[1:]
+            out[name] = "output" if getattr(module, "adf_bn", None) is not None else "weight"
+    return out
 
 
 def adf_fold_targets(model: nn.Module) -> dict[str, tuple[str, ...]]:

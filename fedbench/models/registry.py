@@ -242,12 +242,15 @@ class PretrainedReport:
     loaded: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    # loaded after adapting the input channels of a stem (also in `loaded`), with how
+    adapted: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for logs."""
         sk = ", ".join(k for k, _ in self.skipped[:8]) + (" ..." if len(self.skipped) > 8 else "")
+        ad = "".join(f", {k} {how}" for k, how in self.adapted)
         return (
-            f"pretrained {self.path}: loaded {len(self.loaded)} tensors, skipped "
+            f"pretrained {self.path}: loaded {len(self.loaded)} tensors{ad}, skipped "
             f"{len(self.skipped)} [{sk}], {len(self.missing)} model tensors not in file"
         )
 
@@ -312,6 +315,24 @@ def imagenet_state_dict(name: str) -> tuple[dict[str, torch.Tensor], str]:
     return state, str(weights)
 
 
+def adapt_input_channels(weight: torch.Tensor, channels: int) -> torch.Tensor | None:
+    """A stem conv weight [O, C, k, k] for `channels` inputs that computes on grey images
+    exactly what the original computes on those images repeated over its C channels.
+
+    RGB -> grey (C=3 -> 1): the sum over the input channels, since conv(repeat(x), W) =
+    conv(x, sum_c W_c). Grey -> RGB (1 -> 3): W/3 repeated, the same function on RGB images
+    whose channels are equal. None for any other pair.
+    """
+    if weight.dim() != 4:
+        return None
+    have = weight.shape[1]
+    if have == 3 and channels == 1:
+        return weight.sum(dim=1, keepdim=True)
+    if have == 1 and channels == 3:
+        return weight.repeat(1, 3, 1, 1) / 3
+    return None
+
+
 def load_pretrained(
     model: nn.Module, path: str | os.PathLike, prefix: str = ""
 ) -> PretrainedReport:
@@ -322,7 +343,10 @@ def load_pretrained(
 
     The file may be a bare state_dict or hold one under 'state_dict'/'model'; a 'module.'
     prefix (DataParallel) is removed. `prefix` is prepended to the file's keys (e.g.
-    'backbone.' to load classification weights into a SegmentationModel).
+    'backbone.' to load classification weights into a SegmentationModel). A 4-D weight that
+    differs only in its input channels (an RGB stem into a grey model, or the reverse) is
+    adapted by `adapt_input_channels` instead of skipped, so the stem transfers across a
+    change of channels (CIFAR-10 or ImageNet -> X-rays).
     """
     if str(path) == IMAGENET:
         state, path = imagenet_state_dict(model.fedbench_name)
@@ -347,8 +371,15 @@ def load_pretrained(
         elif name not in own:
             report.skipped.append((name, "not in model"))
         elif own[name].shape != v.shape:
-            why = f"shape {tuple(v.shape)} != model {tuple(own[name].shape)}"
-            report.skipped.append((name, why))
+            want = own[name].shape
+            fit = adapt_input_channels(v, want[1]) if v.dim() == 4 else None
+            if fit is not None and fit.shape == want:
+                take[name] = fit
+                how = "summed over its 3 input channels" if want[1] == 1 else "repeated to 3"
+                report.adapted.append((name, how))
+            else:
+                why = f"shape {tuple(v.shape)} != model {tuple(want)}"
+                report.skipped.append((name, why))
         else:
             take[name] = v
     model.load_state_dict(take, strict=False)

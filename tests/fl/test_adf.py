@@ -12,6 +12,7 @@ from fedbench.fl.adf import (
     ADFConv2d,
     ADFLinear,
     adf_fold_targets,
+    adf_positions,
     attach_adf,
     conv_bn_pairs,
     fold_adf,
@@ -296,3 +297,57 @@ def test_output_position_survives_deepcopy_and_state_loading():
     assert not torch.allclose(clone(x), ref)
     clone.load_state_dict(model.state_dict())
     torch.testing.assert_close(clone(x), ref)
+
+
+# ---- VGG without BatchNorm: where the factor is a real degree of freedom ------------------
+
+
+def _factor_and_weight_grads(model, x, y):
+    """Per conv: (max |grad| of its factor, max |grad| of its weight) after one CE loss."""
+    model.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    return {
+        n: (float(m.adf_scale.grad.abs().max()), float(m.weight.grad.abs().max()))
+        for n, m in model.named_modules()
+        if isinstance(m, ADFConv2d)
+    }
+
+
+@pytest.mark.parametrize("arch", ["vgg11", "vgg16"])
+def test_vgg_without_bn_factors_act_in_the_weight_position(arch):
+    """No BN follows a VGG conv: auto (output under batch statistics) falls back to conv(x,
+    s*W) for every conv, and each factor gets a gradient of the weights' order."""
+    from fedbench.fl.config import config_from_dict
+    from fedbench.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(arch, 10, small_input=True).train()
+    assert conv_bn_pairs(model) == {}
+    position = config_from_dict({}).resolved_adf_position  # auto under bn_mode=batch
+    attach_adf(model, position=position)
+    positions = adf_positions(model)
+    assert len(positions) == (8 if arch == "vgg11" else 13)
+    assert set(positions.values()) == {"weight"}
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    for name, (g_s, g_w) in _factor_and_weight_grads(model, x, y).items():
+        assert g_s > 1e-2 * g_w > 0, name
+
+
+def test_vgg_bn_factor_in_front_of_train_mode_bn_gets_no_gradient():
+    """The same convs with a BN after each (vgg11_bn): a factor in the weight position is
+    cancelled by the batch statistics; the output position (auto) puts it after the BN."""
+    from fedbench.models import build_model
+
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    grads = {}
+    for position in ("weight", "output"):
+        torch.manual_seed(0)
+        model = build_model("vgg11_bn", 10, small_input=True).train()
+        assert len(conv_bn_pairs(model)) == 8
+        attach_adf(model, position=position)
+        assert set(adf_positions(model).values()) == {position}
+        grads[position] = _factor_and_weight_grads(model, x, y)
+    for name, (g_s, g_w) in grads["weight"].items():
+        # (the residue comes from the eps in BN's variance)
+        assert g_s < 1e-3 * max(g_w, grads["output"][name][0]), name
+    assert all(g_s > 0 for g_s, _ in grads["output"].values())
