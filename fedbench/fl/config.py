@@ -111,6 +111,19 @@ setting
                                 Each pattern must match a tensor, except `adf`, which
                                 matches nothing for methods without factors; the list as a
                                 whole must match at least one tensor.
+  regime (str|null)             a fine-tuning regime: a name that sets train.bn_mode and
+                                setting.partial together (giving either as well is an error
+                                unless it agrees). BN stats = running statistics updated
+                                (bn_mode batch) or frozen (bn_mode frozen); BN affine trains
+                                and travels only where `bn` or everything is selected:
+                                  full               batch,  everything (BN affine trained)
+                                  full-bnfrozen      frozen, everything (BN affine trained)
+                                  bn-classifier      batch,  [bn, classifier]
+                                  factors            frozen, [adf] (BN affine frozen)
+                                  factors-classifier frozen, [adf, classifier]
+                                  classifier         frozen, [classifier]
+                                ADF factors act (are not a BN reparametrization) only where
+                                both BN statistics and affine are frozen, or without BN.
 
 strategy (str, fedavg)          server aggregation strategy, a fedbench.fl.aggregation registry
                                 name (`fedbench.strategies` entry points add more).
@@ -277,6 +290,18 @@ class SettingConfig:
     direction: str = "uni"
     initial_model: str = "free"
     partial: list[str] | None = None
+    regime: str | None = None
+
+
+# Fine-tuning regimes (setting.regime): the train.bn_mode and setting.partial each one sets.
+REGIMES: dict[str, dict[str, Any]] = {
+    "full": {"train.bn_mode": "batch", "setting.partial": None},
+    "full-bnfrozen": {"train.bn_mode": "frozen", "setting.partial": None},
+    "bn-classifier": {"train.bn_mode": "batch", "setting.partial": ["bn", "classifier"]},
+    "factors": {"train.bn_mode": "frozen", "setting.partial": ["adf"]},
+    "factors-classifier": {"train.bn_mode": "frozen", "setting.partial": ["adf", "classifier"]},
+    "classifier": {"train.bn_mode": "frozen", "setting.partial": ["classifier"]},
+}
 
 
 @dataclass
@@ -556,9 +581,37 @@ def _validate(cfg: RunConfig) -> None:
         )
 
 
+def _apply_regime(raw: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `raw` with setting.regime expanded into train.bn_mode and setting.partial;
+    an explicit non-default value of either that disagrees with the regime is a ConfigError."""
+    setting = raw.get("setting")
+    regime = setting.get("regime") if isinstance(setting, dict) else None
+    if regime is None:
+        return raw
+    if regime not in REGIMES:
+        raise ConfigError(
+            f"setting.regime: invalid value {regime!r}; allowed: {', '.join(REGIMES)} or null"
+        )
+    out = copy.deepcopy(raw)
+    for key, value in REGIMES[regime].items():
+        section, name = key.split(".")
+        node = out.setdefault(section, {})
+        if not isinstance(node, dict):
+            continue  # _build names the malformed section
+        # a value equal to the default (a preset spelling out `partial: null`) yields
+        default = getattr({"train": TrainConfig, "setting": SettingConfig}[section](), name)
+        if name in node and node[name] not in (value, default):
+            raise ConfigError(
+                f"{key}: {node[name]!r} contradicts setting.regime={regime} (which sets "
+                f"{value!r}); give one of them"
+            )
+        node[name] = copy.deepcopy(value)
+    return out
+
+
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     """Build and validate a RunConfig from a nested mapping (as loaded from YAML)."""
-    cfg = _build(RunConfig, raw, "")
+    cfg = _build(RunConfig, _apply_regime(raw), "")
     if cfg.method.options is None:  # no `method` section: the default method's defaults
         cfg.method.options = cfg.method_class.Options()
     from fedbench.fl.aggregation import get_strategy

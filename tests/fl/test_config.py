@@ -7,6 +7,7 @@ from fedbench.fl.config import (
     ConfigError,
     apply_overrides,
     config_from_dict,
+    config_to_dict,
     list_presets,
     load_config,
 )
@@ -131,3 +132,64 @@ def test_cli_print_config(capsys):
 def test_adf_qp_default_null_and_accepts_codec_qps():
     assert load_config("smoke").method.adf_qp is None
     assert load_config("smoke", ["method.adf_qp=-50"]).method.adf_qp == -50
+
+
+# ---- fine-tuning regimes (setting.regime) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "regime, bn_mode, partial",
+    [
+        ("full", "batch", None),
+        ("full-bnfrozen", "frozen", None),
+        ("bn-classifier", "batch", ["bn", "classifier"]),
+        ("factors", "frozen", ["adf"]),
+        ("factors-classifier", "frozen", ["adf", "classifier"]),
+        ("classifier", "frozen", ["classifier"]),
+    ],
+)
+def test_regime_sets_bn_mode_and_partial(regime, bn_mode, partial):
+    cfg = load_config("smoke", [f"setting.regime={regime}"])
+    assert (cfg.setting.regime, cfg.train.bn_mode, cfg.setting.partial) == (
+        regime,
+        bn_mode,
+        partial,
+    )
+    # the resolved config (summary.json, checkpoints) loads back to the same run
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    # BN statistics frozen: the factors act in the weight position under auto
+    assert cfg.resolved_adf_position == ("output" if bn_mode == "batch" else "weight")
+
+
+def test_regime_conflicts_and_unknown_names_are_errors():
+    with pytest.raises(ConfigError, match="train.bn_mode: .running. contradicts setting.regime"):
+        load_config("smoke", ["setting.regime=factors", "train.bn_mode=running"])
+    with pytest.raises(ConfigError, match="setting.partial: .* contradicts"):
+        load_config("smoke", ["setting.regime=classifier", "setting.partial=[bn]"])
+    with pytest.raises(ConfigError, match="setting.regime: invalid value 'frozen'; allowed: full"):
+        load_config("smoke", ["setting.regime=frozen"])
+    # agreeing explicit values are fine
+    cfg = load_config("smoke", ["setting.regime=factors", "train.bn_mode=frozen"])
+    assert cfg.setting.partial == ["adf"]
+
+
+@pytest.mark.parametrize(
+    "regime, want",
+    [
+        ("factors", lambda n: n.endswith("adf_scale")),
+        ("factors-classifier", lambda n: n.endswith("adf_scale") or n.startswith("fc.")),
+        ("classifier", lambda n: n.startswith("fc.")),
+        ("bn-classifier", lambda n: ".bn" in n or n.startswith(("bn", "fc."))),
+    ],
+)
+def test_regime_selects_the_tensors_that_train_and_travel(regime, want):
+    """On ResNet-20 with ADF: exactly the regime's tensors form the transmitted template."""
+    from fedbench.fl.adf import attach_adf
+    from fedbench.fl.loop import build_template
+    from fedbench.models import build_model
+
+    cfg = load_config("smoke", [f"setting.regime={regime}", "method.name=adf"])
+    model = build_model("resnet20", 2, in_channels=1)
+    attach_adf(model, position=cfg.resolved_adf_position)
+    names = [n for n, t in model.state_dict().items() if t.is_floating_point()]
+    assert set(build_template(model, cfg)) == {n for n in names if want(n)}
