@@ -5,7 +5,8 @@
 #   snakemake --workflow-profile profiles/slurm --configfile config/paper.yaml   # cluster
 #   snakemake --report report.html                       # HTML report of the figures
 #
-# Data (download/copy + checksum + prepare) -> FL runs -> codec benchmarks -> figures/tables.
+# Data (download/copy + checksum + prepare) -> pretraining (transfer cells) -> FL runs -> codec
+# benchmarks -> figures/tables.
 # A --configfile replaces config/config.yaml (it is not merged into it).
 
 import os
@@ -50,6 +51,7 @@ rule all:
     default_target: True
     input:
         RUN_INPUTS,
+        PRETRAIN_TARGETS,
         figure_targets(),
         table_targets(),
         codec_targets(),

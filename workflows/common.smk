@@ -89,6 +89,81 @@ def cell_name(key: tuple) -> str:
     return os.path.join(*map(str, key))
 
 
+PRETRAIN = config.get("pretrain") or {}
+
+
+def pretrain_checkpoint(label: str) -> str:
+    """The checkpoint `fedbench pretrain` writes for config pretrain.LABEL."""
+    return f"{RESULTS}/pretrain/{label}/model.pt"
+
+
+def _expand_pretrain() -> dict[str, dict]:
+    """Every pretraining job of config `pretrain`: label -> preset, --set values, resources.
+
+    The sets layer as datasets.D.set < pretrain.P.set < the workflow's own keys (names, seed,
+    threads, data root/mirror/image size); fl.set (rounds of the FL runs) does not apply.
+    """
+    jobs = {}
+    for label, entry in PRETRAIN.items():
+        ds = entry["dataset"]
+        d = _entry("datasets", ds)
+        preset = preset_file(entry.get("preset") or d.get("preset") or fl_default_preset())
+        image_size = d.get("image_size", _preset_image_size(preset))
+        sets = {**(d.get("set") or {}), **(entry.get("set") or {})}
+        resources = {"threads": 1, **(entry.get("resources") or {})}
+        name = d.get("name", ds)
+        sets.update(
+            {
+                "seed": int(entry.get("seed", 0)),
+                "checkpoint": False,
+                "threads": int(resources["threads"]),
+                "data.name": name,
+                "data.root": DATA_ROOT,
+                "data.mirror": MIRROR,
+                "data.image_size": image_size,
+                "model.name": entry["model"],
+            }
+        )
+        jobs[label] = {
+            "preset": str(preset),
+            "set": sets,
+            "epochs": int(entry["epochs"]),
+            "resources": resources,
+            "prepared": prepared_name(name, image_size),
+            "data_name": name,
+            "image_size": image_size,
+        }
+    return jobs
+
+
+def fl_default_preset() -> str:
+    """fl.preset: the preset of cells whose data set and model name none."""
+    return config["fl"].get("preset", "smoke")
+
+
+def _model_pretrain(label: str, entry: dict) -> str | None:
+    """The checkpoint a models entry starts from (its `pretrain` label), or None."""
+    source = entry.get("pretrain")
+    if source is None:
+        return None
+    if source not in PRETRAIN:
+        raise WorkflowError(
+            f"config: models.{label}.pretrain names '{source}', but pretrain.{source} is not "
+            f"defined; defined: {', '.join(sorted(PRETRAIN)) or 'none'}"
+        )
+    if "model.pretrained" in (entry.get("set") or {}):
+        raise WorkflowError(
+            f"config: models.{label} gives both pretrain and set model.pretrained; give one"
+        )
+    want = PRETRAIN[source]["model"]
+    if entry.get("name", label) != want:
+        raise WorkflowError(
+            f"config: models.{label} is {entry.get('name', label)}, but pretrain.{source} "
+            f"trains {want}"
+        )
+    return pretrain_checkpoint(source)
+
+
 def _expand_grid() -> dict[tuple, dict]:
     """Every FL cell of the config: key (dataset, model, setting, method, variant, seed)."""
     fl = config["fl"]
@@ -110,7 +185,18 @@ def _expand_grid() -> dict[tuple, dict]:
                 _entry("settings", st),
                 _entry("methods", me),
             )
-            preset = preset_file(m.get("preset") or d.get("preset") or fl.get("preset", "smoke"))
+            preset = preset_file(m.get("preset") or d.get("preset") or fl_default_preset())
+            for axis, label, entry in (
+                ("datasets", ds, d),
+                ("settings", st, s),
+                ("methods", me, x),
+            ):
+                if "pretrain" in entry:
+                    raise WorkflowError(
+                        f"config: {axis}.{label}.pretrain: only models entries start from a "
+                        "pretrain checkpoint"
+                    )
+            start_from = _model_pretrain(mo, m)
             sets: dict = {}
             for layer in (fl, d, m, s, x, block):
                 sets.update(layer.get("set") or {})
@@ -139,6 +225,8 @@ def _expand_grid() -> dict[tuple, dict]:
                             "method.name": x.get("name", me),
                         }
                     )
+                    if start_from is not None:
+                        final["model.pretrained"] = start_from
                     key = (ds, mo, st, me, variant, seed)
                     cell = {
                         "preset": str(preset),
@@ -147,6 +235,7 @@ def _expand_grid() -> dict[tuple, dict]:
                         "prepared": prepared_name(final["data.name"], image_size),
                         "data_name": final["data.name"],
                         "image_size": image_size,
+                        "pretrained": [start_from] if start_from else [],
                     }
                     if key in cells and cells[key] != cell:
                         raise WorkflowError(
@@ -158,9 +247,19 @@ def _expand_grid() -> dict[tuple, dict]:
     return cells
 
 
+PRETRAIN_JOBS = _expand_pretrain()
 CELLS = _expand_grid()
-# Prepared data sets the runs need: file stem -> (registry name, image size).
-PREPARED = {c["prepared"]: (c["data_name"], c["image_size"]) for c in CELLS.values()}
+# Prepared data sets the runs and pretraining jobs need: file stem -> (registry name, size).
+PREPARED = {
+    c["prepared"]: (c["data_name"], c["image_size"])
+    for c in [*CELLS.values(), *PRETRAIN_JOBS.values()]
+}
+# Checkpoints the runs start from (a pretrain entry no run uses is still trained: all).
+PRETRAIN_TARGETS = [
+    f"{RESULTS}/pretrain/{label}/{name}"
+    for label in sorted(PRETRAIN_JOBS)
+    for name in ("model.pt", "pretrain.json")
+]
 
 
 def run_dir(key: tuple) -> str:
@@ -253,3 +352,16 @@ def codec_targets() -> list[str]:
 def _runs_of(dataset: str) -> list[str]:
     """Run folders of one data set."""
     return [run_dir(k) for k in RUN_KEYS if k[0] == dataset]
+
+
+def pretrain_of(wildcards) -> dict:
+    """The pretraining job a `pretrain` wildcard names."""
+    if wildcards.pretrain not in PRETRAIN_JOBS:
+        raise WorkflowError(f"pretrain {wildcards.pretrain} is not in this config's pretrain")
+    return PRETRAIN_JOBS[wildcards.pretrain]
+
+
+def pretrain_set_args(wildcards) -> str:
+    """The `--set key=value ...` arguments of a pretraining job, shell-quoted."""
+    sets = pretrain_of(wildcards)["set"]
+    return " ".join(f"--set {shlex.quote(f'{k}={yaml_value(v)}')}" for k, v in sets.items())

@@ -154,8 +154,64 @@ def test_thread_count_reaches_the_run_config(tmp_path: Path) -> None:
 def test_default_config_covers_methods_and_directions() -> None:
     cells = expected_cells(REPO / "config" / "config.yaml")
     assert {c[0] for c in cells} == {"pneumoniamnist", "cifar10"}
-    assert {c[2] for c in cells} == {"uni", "bi"}
+    assert {"uni", "bi"} <= {c[2] for c in cells}
     assert {c[3] for c in cells} == {"fp32", "unscaled", "adf", "stc"}
+
+
+def _print_dry_run(config: Path, tmp_path: Path) -> str:
+    result = run_snakemake(["-n", "-p", "--configfile", str(config)], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    return result.stdout
+
+
+def test_default_dag_pretrains_then_runs_the_transfer_cell(tmp_path: Path) -> None:
+    """CIFAR-10 -> PneumoniaMNIST: one pretrain job, and every transfer run starts from its
+    checkpoint (an input of the job, and --set model.pretrained)."""
+    out = _print_dry_run(REPO / "config" / "config.yaml", tmp_path)
+    jobs = dry_run_jobs(out)
+    pre = [j for j in jobs if j["rule"] == "pretrain"]
+    assert [j["pretrain"] for j in pre] == ["cifar10-resnet20"]
+    ckpt = "results/pretrain/cifar10-resnet20/model.pt"
+    cmd = next(ln for ln in out.splitlines() if " fedbench pretrain " in ln)
+    assert "--out results/pretrain/cifar10-resnet20 --epochs " in cmd
+    assert "--set data.name=cifar10" in cmd and "--set model.name=resnet20" in cmd
+    fl = [j for j in jobs if j["rule"] == "fl_run" and j["model"] == "resnet20-c10"]
+    assert {j["dataset"] for j in fl} == {"pneumoniamnist"}
+    # ADF against unscaled, bidirectional, paired seeds, two sparsities, BN frozen
+    transfer = [j for j in fl if j["setting"] == "bi-bnfrozen"]
+    assert {j["method"] for j in transfer} == {"adf", "unscaled"}
+    assert {j["variant"] for j in transfer} == {"sparsity0.9", "sparsity0.99"}
+    assert {j["seed"] for j in transfer} == {"0", "1", "2"}
+    assert len(transfer) == 2 * 2 * 3
+    # the BN-trained control and the partial updates of claim (2)
+    assert {j["setting"] for j in fl} == {
+        "bi-bnfrozen",
+        "bi",
+        "bi-factors",
+        "bi-classifier",
+        "bi-factors-classifier",
+    }
+    lines = [ln for ln in out.splitlines() if " fedbench fl " in ln and "/resnet20-c10/" in ln]
+    assert len(lines) == len(fl)
+    assert all(f"--set model.pretrained={ckpt}" in ln for ln in lines)
+    frozen = [ln for ln in lines if "/bi-bnfrozen/" in ln]
+    assert frozen and all("--set train.bn_mode=frozen" in ln for ln in frozen)
+    others = [ln for ln in out.splitlines() if " fedbench fl " in ln and "/resnet20-c10/" not in ln]
+    assert others and not any("model.pretrained" in ln for ln in others)
+    # the checkpoint is an input of each transfer job: snakemake orders them after pretrain
+    blocks = out.split("\nrule fl_run:")[1:]
+    inputs = [b.split("\n")[1] for b in blocks if "model=resnet20-c10" in b]
+    assert len(inputs) == len(fl) and all(ckpt in ln for ln in inputs)
+
+
+def test_pretrain_checkpoint_alone_is_a_target(tmp_path: Path) -> None:
+    target = "results/pretrain/cifar10-resnet20/model.pt"
+    result = run_snakemake(
+        ["-n", target, "--configfile", str(REPO / "config" / "config.yaml")], tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rules = Counter(j["rule"] for j in dry_run_jobs(result.stdout))
+    assert rules == Counter({"data_download": 1, "data_prepare": 1, "pretrain": 1})
 
 
 def test_paper_grid_spans_the_paper() -> None:
@@ -168,6 +224,27 @@ def test_paper_grid_spans_the_paper() -> None:
     assert {"fp32", "unscaled", "adf", "stc"} <= {c[3] for c in cells}
     assert len({c[5] for c in cells}) >= 3
     assert len({c[4] for c in cells if c[3] == "adf"}) >= 4  # a sparsity sweep
+
+
+@pytest.mark.slow
+def test_paper_dry_run_lists_imagenet_cells_for_every_data_set(tmp_path: Path) -> None:
+    """The paper's setting: every data set has runs from ImageNet weights, ResNet-18 and
+    VGG-16 without BN among them, over the fine-tuning regimes."""
+    out = _print_dry_run(REPO / "config" / "paper.yaml", tmp_path)
+    lines = [ln for ln in out.splitlines() if " fedbench fl " in ln]
+    pre = [ln for ln in lines if "--set model.pretrained=imagenet" in ln]
+    datasets = {ln.split("--set data.name=")[1].split()[0] for ln in lines}
+    assert datasets == {"cifar10", "chestxray", "voc2012-seg"}
+    for ds in datasets:
+        here = [ln for ln in pre if f"--set data.name={ds} " in ln]
+        assert {ln.split("--set model.name=")[1].split()[0] for ln in here} == {
+            "resnet18",
+            "vgg16",
+        }, ds
+        regimes = {ln.split("--set setting.regime=")[1].split()[0] for ln in here}
+        assert {"full", "factors-classifier", "classifier"} <= regimes, ds
+    vgg = [ln for ln in pre if "--set model.name=vgg16 " in ln]
+    assert not any("regime=bn-classifier" in ln or "bnfrozen" in ln for ln in vgg)
 
 
 @pytest.mark.slow
@@ -211,6 +288,33 @@ def _bad_config(tmp_path: Path, edit) -> Path:
         (
             lambda c: c["fl"]["grid"].append({**c["fl"]["grid"][0], "set": {"train.rounds": 1}}),
             "again with different settings",
+        ),
+        (
+            lambda c: c["models"].update({"resnet20": {"pretrain": "nope"}}),
+            "models.resnet20.pretrain names 'nope'",
+        ),
+        (
+            lambda c: c.update({"pretrain": {"p": {"dataset": "pneumoniamnist", "model": "x"}}}),
+            "'epochs' is a required property",
+        ),
+        (
+            lambda c: c.update(
+                {"pretrain": {"p": {"dataset": "nosuch", "model": "resnet20", "epochs": 1}}}
+            ),
+            "datasets.nosuch",
+        ),
+        (
+            lambda c: c.update(
+                {
+                    "pretrain": {"p": {"dataset": "pneumoniamnist", "model": "vgg11", "epochs": 1}},
+                    "models": {"resnet20": {"pretrain": "p"}},
+                }
+            ),
+            "pretrain.p trains vgg11",
+        ),
+        (
+            lambda c: c["settings"]["uni"]["set"].update({"setting.regime": "frozen"}),
+            "settings.uni.set.setting.regime",
         ),
     ],
 )

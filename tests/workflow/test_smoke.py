@@ -56,6 +56,16 @@ def test_smoke_workflow_end_to_end(tmp_path: Path) -> None:
     if (SHARED / "conformance").is_dir():
         assert (out / "codec" / "conformance.txt").stat().st_size > 0
 
+    # the pretrain stage ran, and the run of resnet20-pt started from its checkpoint
+    pre = out / "pretrain" / "pneumo-resnet20"
+    report = json.loads((pre / "pretrain.json").read_text())
+    assert report["epochs"] == 1 and (pre / "model.pt").is_file()
+    start = out / "runs/pneumoniamnist/resnet20-pt/bi/adf/base/seed0"
+    summary = json.loads((start / "summary.json").read_text())
+    ckpt = "results/smoke/pretrain/pneumo-resnet20/model.pt"
+    assert summary["config"]["model"]["pretrained"] == ckpt
+    assert "pretrained results/smoke/pretrain" in (start / "run.log").read_text()
+
     again = run_snakemake(["-n", "--configfile", str(SMOKE)], tmp_path)
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
