@@ -185,7 +185,7 @@ def test_regime_conflicts_and_unknown_names_are_errors():
 def test_regime_selects_the_tensors_that_train_and_travel(regime, want):
     """On ResNet-20 with ADF: exactly the regime's tensors form the transmitted template."""
     from fedbench.fl.adf import attach_adf
-    from fedbench.fl.loop import build_template
+    from fedbench.fl.template import build_template
     from fedbench.models import build_model
 
     cfg = load_config("smoke", [f"setting.regime={regime}", "method.name=adf"])
