@@ -16,7 +16,8 @@ server model; best_acc and rounds_to_target select rounds on the validation spli
 
 ADF runs also record in summary.json the resolved `adf_position` and `adf_factor_min` /
 `adf_factor_max`: the extremes of the server's aggregated factors over all rounds (taken
-before any fold), i.e. how far the factors moved from 1.
+before any fold), i.e. how far the factors moved from 1; and in factors.npz the factors
+themselves, per tensor and round (fedbench.fl.outputs.write_factors).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from fedbench.fl.outputs import (
     setup_logging,
     summarize,
     update_sparsity,
+    write_factors,
     write_ledger,
     write_metrics,
     write_summary,
@@ -282,6 +284,7 @@ class FederatedRun:
             # not in metrics.csv; summarised in summary.json
             "adf_min": srv.adf_min,
             "adf_max": srv.adf_max,
+            "adf_factors": srv.factors,  # factors.npz
         }
         for d, classes in self.ledger.by_class(r).items():
             row.update({f"bytes_{d}_{c}": n for c, n in classes.items()})
@@ -324,6 +327,7 @@ class FederatedRun:
         """metrics.csv and ledger.csv as of the last finished round."""
         write_metrics(self.out, self.rows)
         write_ledger(self.out, self.ledger)
+        write_factors(self.out, self.rows)
 
     # --------------------------------------------------------------- checkpointing
 

@@ -21,6 +21,7 @@ from fedbench.fl.config import RunConfig, config_to_dict
 from fedbench.fl.ledger import CLASSES, Ledger
 
 __all__ = [
+    "FACTORS",
     "LEDGER",
     "METRICS",
     "METRIC_COLUMNS",
@@ -31,6 +32,7 @@ __all__ = [
     "summarize",
     "update_sparsity",
     "versions",
+    "write_factors",
     "write_ledger",
     "write_metrics",
     "write_summary",
@@ -70,6 +72,7 @@ METRIC_COLUMNS = [
 METRICS = "metrics.csv"
 SUMMARY = "summary.json"
 LEDGER = "ledger.csv"
+FACTORS = "factors.npz"  # ADF runs: the server's factors per round (write_factors)
 
 
 def versions() -> dict[str, str]:
@@ -127,6 +130,23 @@ def write_metrics(out: Path, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         w.writerow({k: _fmt(row[k]) for k in METRIC_COLUMNS})
     atomic_write(out / METRICS, buf.getvalue().encode())
+
+
+def write_factors(out: Path, rows: list[dict[str, Any]]) -> None:
+    """factors.npz for runs with filter factors: `round` [R] and, per factor tensor (its
+    state_dict name), the server's aggregated factors [R, C_out] after each round's
+    aggregation, before any fold (with method.adf_fold they restart at 1 every round, so
+    each row is that round's factor). Nothing is written for runs without factors."""
+    have = [row for row in rows if row.get("adf_factors")]
+    if not have:
+        return
+    names = list(have[0]["adf_factors"])
+    arrays = {"round": np.array([row["round"] for row in have], dtype=np.int64)}
+    for n in names:
+        arrays[n] = np.array([row["adf_factors"][n] for row in have], dtype=np.float32)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write(out / FACTORS, buf.getvalue())
 
 
 def write_ledger(out: Path, ledger: Ledger) -> None:

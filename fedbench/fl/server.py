@@ -14,7 +14,7 @@ where the tensors folded into are not transmitted.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -35,11 +35,14 @@ BROADCAST_CONTEXT = 0xB0ADCA57
 @dataclass
 class ServerRound:
     """What the server did with a round's aggregate: the extremes of its factors after
-    aggregation, before any fold (NaN: none), and (bidirectional) the broadcast's
+    aggregation, before any fold (NaN: none), the factors themselves, and (bidirectional)
+    the broadcast's
     bitstream, its decoded update and the seconds spent coding it."""
 
     adf_min: float
     adf_max: float
+    # factor name -> the server's factors at the same moment (empty without factors)
+    factors: dict[str, list[float]] = field(default_factory=dict)
     bits: bytes | None = None
     update: dict[str, np.ndarray] | None = None
     code_s: float = 0.0
@@ -74,9 +77,10 @@ def server_round(
             g = global_state[n]
             g.add_(torch.from_numpy(mean[n]).to(g.device))
         adf_min, adf_max = _factor_range(global_state, fold_targets)
+        factors = {n: global_state[n].reshape(-1).cpu().tolist() for n in fold_targets}
         if fold and view is None:
             fold_adf_state(global_state, fold_targets)
-    out = ServerRound(adf_min, adf_max)
+    out = ServerRound(adf_min, adf_max, factors)
     if view is None:
         return out
     t1 = time.perf_counter()

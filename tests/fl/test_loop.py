@@ -424,3 +424,47 @@ def test_unscaled_ignores_the_factor_options(synthetic_data, tmp_path):
     assert base["adf_position"] is None and base["adf_factor_min"] is None
     for key in ("final_acc", "total_bytes", "bytes_up"):
         assert base[key] == other[key]
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_factors_npz_holds_the_server_factors_per_round(synthetic_data, tmp_path, fold):
+    """factors.npz: per factor tensor [rounds, C_out], the server's factors after each
+    aggregation; the last row is the final model's (no fold), and a resumed run's file
+    equals the uninterrupted one's."""
+    from fedbench.fl.outputs import FACTORS
+
+    cfg = small_config(
+        method={"name": "adf", "sparsity": 0.5, "adf_fold": fold},
+        setting={"direction": "bi"},
+        train={"rounds": 3},
+    )
+    run = FederatedRun(cfg, tmp_path / "a", data=synthetic_data, model_fn=tiny_model_fn)
+    for _ in range(3):
+        run.step()
+    run.write_outputs()
+    with np.load(tmp_path / "a" / FACTORS) as z:
+        got = {k: z[k] for k in z.files}
+    names = sorted(n for n in run.global_state if n.endswith("adf_scale"))
+    assert sorted(set(got) - {"round"}) == names
+    assert got["round"].tolist() == [1, 2, 3]
+    for n in names:
+        c = run.global_state[n].numel()
+        assert got[n].shape == (3, c)
+        assert not np.allclose(got[n], 1.0)  # they moved
+        if not fold:
+            np.testing.assert_array_equal(got[n][-1], run.global_state[n].reshape(-1).numpy())
+    # resume: the same file as the uninterrupted run
+    _run(cfg, tmp_path / "full", synthetic_data)
+    assert _run(cfg, tmp_path / "cut", synthetic_data, stop_after_round=1) is None
+    _run(cfg, tmp_path / "cut", synthetic_data)
+    with np.load(tmp_path / "full" / FACTORS) as a, np.load(tmp_path / "cut" / FACTORS) as b:
+        assert a.files == b.files
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_no_factors_npz_without_factors(synthetic_data, tmp_path):
+    from fedbench.fl.outputs import FACTORS
+
+    _run(small_config(method={"name": "unscaled"}, train={"rounds": 1}), tmp_path, synthetic_data)
+    assert (tmp_path / "summary.json").is_file() and not (tmp_path / FACTORS).exists()
