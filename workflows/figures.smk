@@ -25,6 +25,8 @@ FIGURE_TABLE = {
     "compression_ratio": Figure("runs", "compression_ratio.rst", "Federated learning"),
     "sparsity_sweep": Figure("runs", "sparsity_sweep.rst", "Federated learning"),
     "bytes_by_class": Figure("runs", "bytes_by_class.rst", "Federated learning"),
+    "adf_factors": Figure("dataset", "adf_factors.rst", "Federated learning"),
+    "partial_update": Figure("runs", "partial_update.rst", "Federated learning"),
     "codec_throughput": Figure("codec", "codec_throughput.rst", "Codec"),
     "codec_entropy": Figure("codec", "codec_entropy.rst", "Codec"),
 }

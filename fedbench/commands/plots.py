@@ -11,6 +11,8 @@ FIGURE_NAMES = (
     "compression_ratio",
     "sparsity_sweep",
     "bytes_by_class",
+    "adf_factors",
+    "partial_update",
     "codec_throughput",
     "codec_entropy",
 )

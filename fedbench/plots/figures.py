@@ -24,6 +24,12 @@ from fedbench.plots.codec import (
     plot_codec_entropy,
     plot_codec_throughput,
 )
+from fedbench.plots.factors import (
+    adf_factors_data,
+    partial_update_data,
+    plot_adf_factors,
+    plot_partial_update,
+)
 from fedbench.plots.runs import PlotInputError, Run, load_runs, metrics_frame, summary_frame
 
 RUN_FIGURES = (
@@ -32,6 +38,8 @@ RUN_FIGURES = (
     "compression_ratio",
     "sparsity_sweep",
     "bytes_by_class",
+    "adf_factors",
+    "partial_update",
 )
 CODEC_FIGURES = ("codec_throughput", "codec_entropy")
 ALL_FIGURES = RUN_FIGURES + CODEC_FIGURES
@@ -543,6 +551,8 @@ _RUN_PLOTS: dict[str, Callable[[Sequence[Run], str | Path], list[Path]]] = {
     "compression_ratio": plot_compression_ratio,
     "sparsity_sweep": plot_sparsity_sweep,
     "bytes_by_class": plot_bytes_by_class,
+    "adf_factors": plot_adf_factors,
+    "partial_update": plot_partial_update,
 }
 _CODEC_PLOTS: dict[str, Callable[..., list[Path]]] = {
     "codec_throughput": plot_codec_throughput,
@@ -554,6 +564,8 @@ _RUN_DATA: dict[str, Callable[[Sequence[Run]], pd.DataFrame]] = {
     "compression_ratio": compression_ratio_data,
     "sparsity_sweep": sparsity_sweep_data,
     "bytes_by_class": bytes_by_class_data,
+    "adf_factors": adf_factors_data,
+    "partial_update": partial_update_data,
 }
 _CODEC_DATA: dict[str, Callable[[str | Path], pd.DataFrame]] = {
     "codec_throughput": codec_throughput_data,

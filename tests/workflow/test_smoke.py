@@ -18,6 +18,8 @@ FIGURES = (
     "compression_ratio",
     "sparsity_sweep",
     "bytes_by_class",
+    "adf_factors_pneumoniamnist",
+    "partial_update",
     "codec_throughput",
     "codec_entropy",
 )

@@ -90,9 +90,9 @@ def figure_stems(datasets: set[str], bench: bool) -> list[str]:
     stems = [
         f"{name}_{ds}"
         for ds in sorted(datasets)
-        for name in ("accuracy_vs_round", "accuracy_vs_mb")
+        for name in ("accuracy_vs_round", "accuracy_vs_mb", "adf_factors")
     ]
-    stems += ["compression_ratio", "sparsity_sweep", "bytes_by_class"]
+    stems += ["compression_ratio", "sparsity_sweep", "bytes_by_class", "partial_update"]
     return stems + (["codec_throughput", "codec_entropy"] if bench else [])
 
 
