@@ -14,7 +14,9 @@ splits, and the clients' model (bidirectional: the decoded `view` every client h
 W itself, sent losslessly) on the test split. The headline (final_acc, figures) is the
 server model; best_acc and rounds_to_target select rounds on the validation split.
 
-ADF runs also record in summary.json the resolved `adf_position` and `adf_factor_min` /
+ADF runs also record in summary.json the resolved `adf_position`, `adf_layer_positions`
+(how many factors act in the weight and in the output position on this model), and
+`adf_factor_min` /
 `adf_factor_max`: the extremes of the server's aggregated factors over all rounds (taken
 before any fold), i.e. how far the factors moved from 1; and in factors.npz the factors
 themselves, per tensor and round (fedbench.fl.outputs.write_factors).
@@ -34,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedbench.fl.adf import adf_fold_targets, is_adf_name
+from fedbench.fl.adf import adf_fold_targets, adf_positions, is_adf_name
 from fedbench.fl.aggregation import build_strategy, derive_seed
 from fedbench.fl.checkpoint import (
     CHECKPOINT,
@@ -108,6 +110,12 @@ class FederatedRun:
         factors = self.method.has_factors
         self.adf_position = cfg.resolved_adf_position if factors else None
         self.method.prepare_model(self.model)
+        # where the factors act on this model, layer by layer (auto on a VGG without BN:
+        # every one in the weight position although the config resolves to output)
+        positions = list(adf_positions(self.model).values()) if factors else []
+        self.adf_layer_positions = (
+            {p: positions.count(p) for p in ("weight", "output")} if factors else None
+        )
         self.model.to(self.device)
         self.template = build_template(self.model, cfg)
         self.fold_targets = adf_fold_targets(self.model) if factors else {}
@@ -319,6 +327,7 @@ class FederatedRun:
             transmitted_params=self.num_tx,
             reference_transmitted_params=self.num_tx_ref,
             adf_position=self.adf_position,
+            adf_layer_positions=self.adf_layer_positions,
             wall_s=self.elapsed,
             device=str(self.device),
         )

@@ -171,6 +171,7 @@ def summarize(
     reference_transmitted_params: int,
     adf_position: str | None,
     wall_s: float,
+    adf_layer_positions: dict[str, int] | None = None,
     device: str,
 ) -> dict[str, Any]:
     """Per-run figures (summary.json) from the metrics rows and the ledger."""
@@ -231,6 +232,7 @@ def summarize(
         "transmitted_params": transmitted_params,
         "reference_transmitted_params": reference_transmitted_params,
         "adf_position": adf_position,
+        "adf_layer_positions": adf_layer_positions,
         "adf_factor_min": _nanext(rows, "adf_min", min),
         "adf_factor_max": _nanext(rows, "adf_max", max),
         "mean_update_sparsity": float(np.mean([r["update_sparsity"] for r in rows])),

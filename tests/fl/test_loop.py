@@ -468,3 +468,36 @@ def test_no_factors_npz_without_factors(synthetic_data, tmp_path):
 
     _run(small_config(method={"name": "unscaled"}, train={"rounds": 1}), tmp_path, synthetic_data)
     assert (tmp_path / "summary.json").is_file() and not (tmp_path / FACTORS).exists()
+
+
+class _NoBNNet(torch.nn.Module):
+    """TinyNet without BatchNorm: no normalisation follows its convolutions (as in VGG)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 2) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(in_channels, 8, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.fc = torch.nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize(
+    "model_fn, bn_mode, want",
+    [
+        (tiny_model_fn, "batch", {"weight": 0, "output": 2}),  # conv -> train-mode BN
+        (tiny_model_fn, "frozen", {"weight": 2, "output": 0}),  # frozen BN statistics
+        (lambda c, d: _NoBNNet(d.channels, d.num_classes), "batch", {"weight": 2, "output": 0}),
+    ],
+)
+def test_summary_says_where_the_factors_act(synthetic_data, tmp_path, model_fn, bn_mode, want):
+    """auto: output position after a train-mode BN, the weight position without BN or with
+    frozen statistics; summary.json counts the layers of each."""
+    cfg = small_config(method={"name": "adf"}, train={"rounds": 1, "bn_mode": bn_mode})
+    summary = run_fl(cfg, tmp_path, data=synthetic_data, model_fn=model_fn)
+    assert summary["adf_layer_positions"] == want
+    unscaled = small_config(method={"name": "unscaled"}, train={"rounds": 1})
+    other = run_fl(unscaled, tmp_path / "u", data=synthetic_data, model_fn=model_fn)
+    assert other["adf_layer_positions"] is None
