@@ -106,7 +106,8 @@ setting
   partial (list[str]|null)      partial update (a): only matching tensors are trained and
                                 transmitted, the rest frozen. Items are fnmatch patterns on
                                 state_dict names or the shortcuts `adf` (filter factors),
-                                `bn` (BatchNorm parameters and statistics), `bias`,
+                                `bn` (BatchNorm parameters and statistics), `nobn`
+                                (every tensor not of a BatchNorm), `bias`,
                                 `classifier` (the last Linear/1x1 output layer).
                                 Each pattern must match a tensor, except `adf`, which
                                 matches nothing for methods without factors; the list as a
@@ -117,7 +118,8 @@ setting
                                 (bn_mode batch) or frozen (bn_mode frozen); BN affine trains
                                 and travels only where `bn` or everything is selected:
                                   full               batch,  everything (BN affine trained)
-                                  full-bnfrozen      frozen, everything (BN affine trained)
+                                  full-bnstats-frozen frozen, everything (BN affine trained)
+                                  full-bn-frozen     frozen, [nobn] (BN affine frozen)
                                   bn-classifier      batch,  [bn, classifier]
                                   factors            frozen, [adf] (BN affine frozen)
                                   factors-classifier frozen, [adf, classifier]
@@ -296,7 +298,8 @@ class SettingConfig:
 # Fine-tuning regimes (setting.regime): the train.bn_mode and setting.partial each one sets.
 REGIMES: dict[str, dict[str, Any]] = {
     "full": {"train.bn_mode": "batch", "setting.partial": None},
-    "full-bnfrozen": {"train.bn_mode": "frozen", "setting.partial": None},
+    "full-bnstats-frozen": {"train.bn_mode": "frozen", "setting.partial": None},
+    "full-bn-frozen": {"train.bn_mode": "frozen", "setting.partial": ["nobn"]},
     "bn-classifier": {"train.bn_mode": "batch", "setting.partial": ["bn", "classifier"]},
     "factors": {"train.bn_mode": "frozen", "setting.partial": ["adf"]},
     "factors-classifier": {"train.bn_mode": "frozen", "setting.partial": ["adf", "classifier"]},

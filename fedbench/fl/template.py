@@ -65,6 +65,10 @@ def _match_partial(model: nn.Module, names: list[str], patterns: list[str]) -> s
             hit = {n for n in names if is_adf_name(n)}
         elif pat == "bn":
             hit = {n for n in names if isinstance(owner.get(n), nn.modules.batchnorm._BatchNorm)}
+        elif pat == "nobn":  # everything but BatchNorm (BN frozen, the rest fine-tuned)
+            hit = {
+                n for n in names if not isinstance(owner.get(n), nn.modules.batchnorm._BatchNorm)
+            }
         elif pat == "bias":
             hit = {n for n in names if n.endswith("bias")}
         elif pat == "classifier":
@@ -76,7 +80,7 @@ def _match_partial(model: nn.Module, names: list[str], patterns: list[str]) -> s
         if not hit and pat != "adf":
             raise ConfigError(
                 f"setting.partial: pattern {pat!r} matches no tensor of the model; use "
-                "adf, bn, bias, classifier or an fnmatch pattern on state_dict names"
+                "adf, bn, nobn, bias, classifier or an fnmatch pattern on state_dict names"
             )
         chosen |= hit
     if not chosen:

@@ -141,7 +141,8 @@ def test_adf_qp_default_null_and_accepts_codec_qps():
     "regime, bn_mode, partial",
     [
         ("full", "batch", None),
-        ("full-bnfrozen", "frozen", None),
+        ("full-bnstats-frozen", "frozen", None),
+        ("full-bn-frozen", "frozen", ["nobn"]),
         ("bn-classifier", "batch", ["bn", "classifier"]),
         ("factors", "frozen", ["adf"]),
         ("factors-classifier", "frozen", ["adf", "classifier"]),
@@ -180,6 +181,7 @@ def test_regime_conflicts_and_unknown_names_are_errors():
         ("factors-classifier", lambda n: n.endswith("adf_scale") or n.startswith("fc.")),
         ("classifier", lambda n: n.startswith("fc.")),
         ("bn-classifier", lambda n: ".bn" in n or n.startswith(("bn", "fc."))),
+        ("full-bn-frozen", lambda n: "bn" not in n),
     ],
 )
 def test_regime_selects_the_tensors_that_train_and_travel(regime, want):

@@ -195,7 +195,7 @@ def test_default_dag_pretrains_then_runs_the_transfer_cell(tmp_path: Path) -> No
     assert len(lines) == len(fl)
     assert all(f"--set model.pretrained={ckpt}" in ln for ln in lines)
     frozen = [ln for ln in lines if "/bi-bnfrozen/" in ln]
-    assert frozen and all("--set train.bn_mode=frozen" in ln for ln in frozen)
+    assert frozen and all("--set setting.regime=full-bn-frozen" in ln for ln in frozen)
     others = [ln for ln in out.splitlines() if " fedbench fl " in ln and "/resnet20-c10/" not in ln]
     assert others and not any("model.pretrained" in ln for ln in others)
     # the checkpoint is an input of each transfer job: snakemake orders them after pretrain
@@ -244,7 +244,7 @@ def test_paper_dry_run_lists_imagenet_cells_for_every_data_set(tmp_path: Path) -
         regimes = {ln.split("--set setting.regime=")[1].split()[0] for ln in here}
         assert {"full", "factors-classifier", "classifier"} <= regimes, ds
     vgg = [ln for ln in pre if "--set model.name=vgg16 " in ln]
-    assert not any("regime=bn-classifier" in ln or "bnfrozen" in ln for ln in vgg)
+    assert not any("regime=bn-classifier" in ln or "-frozen" in ln for ln in vgg)
 
 
 @pytest.mark.slow
