@@ -130,7 +130,10 @@ def test_pretrained_full_match_and_grey(tmp_path):
     same.eval()
     assert torch.equal(src(x), same(x))
     grey = build_model("resnet20", 10, in_channels=1, pretrained=path)
-    assert [k for k, _ in grey.pretrained_report.skipped] == ["conv1.weight"]
+    # the RGB stem is adapted (summed over its input channels), not skipped
+    assert not grey.pretrained_report.skipped
+    assert [k for k, _ in grey.pretrained_report.adapted] == ["conv1.weight"]
+    torch.testing.assert_close(grey.conv1.weight, src.conv1.weight.sum(1, keepdim=True))
     seg = build_model("resnet20", 21, task="segmentation", pretrained=path)
     assert torch.equal(seg.backbone.layer1[0].conv1.weight, src.layer1[0].conv1.weight)
     seg2 = build_model("resnet20", 21, task="segmentation")
