@@ -54,6 +54,7 @@ def _start_model(
     """The client's start model of round r from its state and this round's payload; also
     the clients' model to keep (bidirectional)."""
     from fedbench.fl.adf import fold_by_client_factors
+    from fedbench.fl.server import BROADCAST_CONTEXT
 
     cfg = run.cfg
     base = {k: v.clone() for k, v in initial.items()}
@@ -74,7 +75,7 @@ def _start_model(
         if name == C.SNAPSHOT:
             view.update(fp32_tensors(data, shapes, view))
         elif name.startswith(C.BROADCAST.split("{")[0]):
-            run.down.set_context(cfg.seed, int(name.rsplit(".", 1)[1]), 0xB0ADCA57)
+            run.down.set_context(cfg.seed, int(name.rsplit(".", 1)[1]), BROADCAST_CONTEXT)
             dec = run.down.decode(data)
             with torch.no_grad():
                 for n in run.template:
@@ -89,24 +90,23 @@ def _start_model(
 
 def _client_round(
     run: Any, k: int, start: dict[str, torch.Tensor], lr: float, r: int, state: dict | None
-) -> tuple[bytes, float, float, float, dict[str, np.ndarray], Any]:
-    """The simulator's client round for client k: (bits, loss, train_s, code_s, residual,
-    optimizer state)."""
-    run.residuals.pop(k, None)
-    run.opt_states.pop(k, None)
+) -> Any:
+    """The simulator's client round for client k (fedbench.fl.client.client_update) from
+    its kept residual and optimizer state; a ClientResult."""
+    from fedbench.fl.client import ClientState, client_update
+
+    residual = None
     if state is not None and state.get("residual") is not None:
-        run.residuals[k] = {n: t.numpy() for n, t in state["residual"].items()}
-    if state is not None and state.get("opt") is not None:
-        run.opt_states[k] = state["opt"]
-    _, bits, loss, train_s, code_s = run._client_update(k, start, lr, r)
-    return bits, loss, train_s, code_s, run.residuals.pop(k), run.opt_states.pop(k, None)
+        residual = {n: t.numpy() for n, t in state["residual"].items()}
+    kept = ClientState(residual, None if state is None else state.get("opt"))
+    return client_update(run.model, run.client_setup(k), start, lr, r, kept)
 
 
 def handle_train(content: Any, run_config: dict[str, Any], context_state: Any) -> Any:
     """Run this node's clients of one round; returns the reply's RecordDict."""
     from flwr.app import ConfigRecord, RecordDict
 
-    from fedbench.fl.loop import TrainingDiverged
+    from fedbench.fl.client import TrainingDiverged
 
     opts = C.FlowerOptions(run_config)
     meta = content[C.META]
@@ -135,19 +135,23 @@ def handle_train(content: Any, run_config: dict[str, Any], context_state: Any) -
                     )
             streams = streams_of(content[C.DOWN.format(k)])
             start, view = _start_model(run, initial, state, streams, r)
-            bits, loss, train_s, code_s, residual, opt = _client_round(run, k, start, lr, r, state)
+            res = _client_round(run, k, start, lr, r, state)
+            loss, train_s, code_s = res.loss, res.train_s, res.code_s
             held_now = (state or {}).get("held", 0)
             new = {
                 "held": r - 1 if view is not None and r > 1 else held_now,
                 "round": r,
-                "residual": {
-                    n: torch.from_numpy(np.ascontiguousarray(a)) for n, a in residual.items()
+                "residual": None
+                if res.state.residual is None
+                else {
+                    n: torch.from_numpy(np.ascontiguousarray(a))
+                    for n, a in res.state.residual.items()
                 },
-                "opt": opt,
+                "opt": res.state.optimizer_state,
                 "view": view,
             }
             store[slot] = save_blob(new)
-            reply[C.UP.format(k)] = record_of([(C.UPDATE, bits)])
+            reply[C.UP.format(k)] = record_of([(C.UPDATE, res.bits)])
         except TrainingDiverged as exc:
             err = f"diverged: {exc}"
         except Exception as exc:  # noqa: BLE001 - reported to the server, which records it

@@ -28,7 +28,6 @@ above (they lived on the SuperNodes of the run that stopped).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -109,16 +108,19 @@ class _ReachableStrategy:
         return getattr(self._inner, name)
 
 
-class ClientReply:
-    """One client's round as the server receives it."""
+class _LostAwareDownlink:
+    """The run's downlink charging rules, with the lost clients' snapshots (FlowerClients)."""
 
-    def __init__(self, client: int, bits: bytes, update: dict[str, np.ndarray], meta: dict):
-        self.client = client
-        self.bits = bits
-        self.update = update
-        self.loss = float(meta["loss"])
-        self.train_s = float(meta["train_s"])
-        self.code_s = float(meta["code_s"])
+    def __init__(self, inner: Any, clients: FlowerClients) -> None:
+        self._inner = inner
+        self._clients = clients
+
+    def deliver(self, ledger: Any, r: int, selected: list[int]) -> None:
+        """Charge round r's downlink (FlowerClients.deliver)."""
+        self._clients.deliver(self._inner, ledger, r, selected)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 class FlowerClients:
@@ -194,18 +196,32 @@ class FlowerClients:
 
     # ------------------------------------------------------------------ one round
 
-    def deliver(self, r: int, selected: Sequence[int]) -> None:
-        """Before the ledger charges round r: lost clients restart empty; bidirectionally
-        they are charged a snapshot (the clients' model as float32) instead of the
-        broadcasts they may have missed."""
-        run = self.run
+    def deliver(self, downlink: Any, ledger: Any, r: int, selected: Sequence[int]) -> None:
+        """Charge round r's downlink: lost clients restart empty and, bidirectionally, are
+        charged a snapshot (the clients' model as float32) instead of the broadcasts they
+        may have missed; the others as the simulator charges them."""
         self.reset = {k for k in selected if k in self.lost}
-        if run.cfg.setting.direction == "bi" and r > 1:
+        rest = list(selected)
+        if downlink.direction == "bi" and r > 1:
             for k in sorted(self.reset):
-                nbytes, ref, classes = 4 * run.num_tx, 4 * run.num_tx_ref, run._tx_classes
-                run.ledger.charge(r, "down", "snapshot", "server", [k], nbytes, ref, classes)
-                run.synced[k] = r - 1
+                ledger.charge(
+                    r,
+                    "down",
+                    "snapshot",
+                    "server",
+                    [k],
+                    4 * downlink.num_tx,
+                    4 * downlink.num_tx_ref,
+                    downlink.tx_classes,
+                )
+                downlink.synced[k] = r - 1
                 self.held[k] = r - 1
+            rest = [k for k in selected if k not in self.reset]
+        if rest:
+            downlink.deliver(ledger, r, rest)
+
+    def close(self) -> None:
+        """Nothing to release (the Grid belongs to Flower)."""
 
     def _payloads(self, r: int, selected: Sequence[int], start: dict) -> dict[int, list]:
         """What the ledger charged each client in round r, packed; lengths checked."""
@@ -252,9 +268,11 @@ class FlowerClients:
 
     def run_round(
         self, r: int, selected: Sequence[int], start: dict[str, torch.Tensor], lr: float
-    ) -> list[ClientReply]:
+    ) -> list[Any]:
         """Run the selected clients on their SuperNodes; the replies, in client order."""
         from flwr.app import ConfigRecord, Message, RecordDict
+
+        from fedbench.fl.client import ClientResult, ClientState
 
         run = self.run
         t0 = time.perf_counter()
@@ -286,7 +304,7 @@ class FlowerClients:
             msgs.append(
                 Message(content, dst_node_id=node, message_type=C.MSG_TRAIN, group_id=str(r))
             )
-        replies: dict[int, ClientReply] = {}
+        replies: dict[int, ClientResult] = {}
         up = 0
         for rep in self.grid.send_and_receive(msgs, timeout=self.opts.round_timeout):
             node = int(rep.metadata.src_node_id)
@@ -302,15 +320,22 @@ class FlowerClients:
                 err = meta["errors"][i]
                 if err:
                     if err.startswith("diverged:"):
-                        from fedbench.fl.loop import TrainingDiverged
+                        from fedbench.fl.client import TrainingDiverged
 
                         raise TrainingDiverged(err.removeprefix("diverged: "))
                     log.warning("round %d, client %d: %s", r, k, err)
                     continue
                 bits = dict(streams_of(rep.content[C.UP.format(k)]))[C.UPDATE]
                 run.up.set_context(run.cfg.seed, r, k)
-                stats = {s: meta[s][i] for s in ("loss", "train_s", "code_s")}
-                replies[int(k)] = ClientReply(int(k), bits, run.up.decode(bits), stats)
+                replies[int(k)] = ClientResult(
+                    int(k),
+                    bits,
+                    run.up.decode(bits),
+                    float(meta["loss"][i]),
+                    float(meta["train_s"][i]),
+                    float(meta["code_s"][i]),
+                    ClientState(),  # the client keeps its state on its SuperNode
+                )
         missing = [k for k in selected if k not in replies]
         self.lost |= set(missing)
         self.lost -= set(replies)
@@ -341,23 +366,7 @@ def _flower_run_class() -> type:
             self.down = _RecordingCompressor(self.down)
             self.clients = FlowerClients(grid, self, flower)
             self.strategy = _ReachableStrategy(self.strategy, self.clients)
-            self._pending: list[ClientReply] = []
-
-        def _deliver(self, r: int, selected: list[int]) -> None:
-            self.clients.deliver(r, selected)
-            rest = selected
-            if self.cfg.setting.direction == "bi" and r > 1:  # the reset got a snapshot
-                rest = [k for k in selected if k not in self.clients.reset]
-            if rest:
-                super()._deliver(r, rest)
-
-        def _train_parallel(self, selected: list[int], start: dict, lr: float, round_: int):
-            for rep in self.clients.run_round(round_, selected, start, lr):
-                yield rep.client, rep, 0.0
-
-        def _client_update(self, k, start, lr, round_, trained=None):
-            rep: ClientReply = trained
-            return rep.update, rep.bits, rep.loss, rep.train_s, rep.code_s
+            self.downlink = _LostAwareDownlink(self.downlink, self.clients)
 
         def step(self) -> dict[str, Any]:
             row = super().step()
@@ -368,11 +377,12 @@ def _flower_run_class() -> type:
             )
             return row
 
-        def write_metrics(self) -> None:
+        def write_outputs(self) -> None:
             import csv
             import io
 
-            from fedbench.fl.loop import METRIC_COLUMNS, _atomic_write, _fmt
+            from fedbench.fl.outputs import METRIC_COLUMNS, METRICS, _fmt, atomic_write
+            from fedbench.fl.outputs import write_ledger as _write_ledger
 
             cols = METRIC_COLUMNS + FLOWER_COLUMNS
             buf = io.StringIO()
@@ -380,7 +390,8 @@ def _flower_run_class() -> type:
             w.writeheader()
             for row in self.rows:
                 w.writerow({k: _fmt(row.get(k, "")) for k in cols})
-            _atomic_write(self.out / "metrics.csv", buf.getvalue().encode())
+            atomic_write(self.out / METRICS, buf.getvalue().encode())
+            _write_ledger(self.out, self.ledger)
 
         def summary(self) -> dict[str, Any]:
             out = super().summary()
@@ -400,14 +411,15 @@ def _flower_run_class() -> type:
 
 def run_server(grid: Any, run_config: dict[str, Any]) -> dict[str, Any] | None:
     """The ServerApp's work: run (or resume) the configured fedbench run on the Grid."""
-    from fedbench.fl.loop import CHECKPOINT, _atomic_write, _setup_logging
+    from fedbench.fl.checkpoint import CHECKPOINT
+    from fedbench.fl.outputs import setup_logging, write_summary
 
     opts = C.FlowerOptions(run_config)
     out = opts.out
     if not out.is_absolute():
         raise ValueError(f"run config `out` must be an absolute path, got {str(out)!r}")
     out.mkdir(parents=True, exist_ok=True)
-    handler = _setup_logging(out)
+    handler = setup_logging(out)
     try:
         run = C.build_run(opts, out, _flower_run_class(), grid=grid, flower=opts)
         cfg = run.cfg
@@ -418,7 +430,7 @@ def run_server(grid: Any, run_config: dict[str, Any]) -> dict[str, Any] | None:
         if resumed:
             # the clients' states lived on the SuperNodes of the run that stopped
             run.clients.lost = set(range(cfg.data.num_clients))
-            run.clients.held = {k: int(v) for k, v in run.synced.items()}
+            run.clients.held = {k: int(v) for k, v in run.downlink.synced.items()}
             log.info("resuming after round %d; the clients restart from empty states", run.round)
         wait = opts.num_nodes or cfg.data.num_clients
         run.clients.discover(wait_for=wait, timeout=opts.node_timeout)
@@ -437,12 +449,10 @@ def run_server(grid: Any, run_config: dict[str, Any]) -> dict[str, Any] | None:
             )
             if cfg.checkpoint:
                 run.save_checkpoint()
-            run.write_metrics()
-            run.write_ledger()
-        run.write_metrics()
-        run.write_ledger()
+            run.write_outputs()
+        run.write_outputs()
         summary = run.summary()
-        _atomic_write(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+        write_summary(out, summary)
         log.info(
             "done: %s %.4f, %d bytes, %.1f s",
             summary["metric"],

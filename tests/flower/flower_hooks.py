@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from fltools import TinyNet
 
-from fedbench.fl.client import FederatedData, federated_data_from_arrays
+from fedbench.fl.data import FederatedData, federated_data_from_arrays
 
 
 def _arrays(n: int, seed: int, size: int = 12) -> tuple[np.ndarray, np.ndarray]:

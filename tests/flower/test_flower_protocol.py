@@ -205,7 +205,7 @@ def test_replies_are_put_in_client_order(tmp_path):
     )
     run.clients.discover(wait_for=4)
     selected = [0, 1, 2, 3]
-    run._deliver(1, selected)
+    run.downlink.deliver(run.ledger, 1, selected)
     results = run.clients.run_round(1, selected, run.global_state, 0.05)
     assert [r.client for r in results] == selected
 
