@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(sim)
     sim.add_argument("--timeout", type=float, default=None, help="give up after this many s")
     sim.add_argument(
-        "--num-cpus", type=float, default=1.0, help="CPUs per simulated ClientApp (default 1)"
+        "--num-cpus", type=int, default=1, help="CPUs per simulated ClientApp (default 1)"
     )
     sim.set_defaults(func=_run, simulation=True)
     app = sub.add_parser(
@@ -115,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
             node_timeout=args.node_timeout,
             timeout=args.timeout,
             resume=not args.fresh,
-            num_cpus=getattr(args, "num_cpus", 1.0),
+            num_cpus=getattr(args, "num_cpus", 1),
         )
     except DeploymentError as exc:
         print(f"fedbench flower: {exc}", file=sys.stderr)

@@ -127,12 +127,12 @@ def write_app(
     return app_dir
 
 
-def _write_flwr_config(home: Path, name: str, address: str, options: str = "") -> None:
+def _write_flwr_config(home: Path, name: str, address: str) -> None:
     """FLWR_HOME/config.toml with one SuperLink connection (the default)."""
     home.mkdir(parents=True, exist_ok=True)
     text = (
         f'[superlink]\ndefault = "{name}"\n\n[superlink.{name}]\n'
-        f'address = "{address}"\ninsecure = true\n{options}'
+        f'address = "{address}"\ninsecure = true\n'
     )
     (home / "config.toml").write_text(text)
 
@@ -244,11 +244,16 @@ class Deployment:
             pass
         proc.wait()
 
-    def submit(self, app_dir: Path, options: str = "", timeout: float | None = None) -> int:
+    def submit(
+        self, app_dir: Path, federation_config: str = "", timeout: float | None = None
+    ) -> int:
         """`flwr run APP_DIR` against this deployment's SuperLink; waits for the run to end
-        (its log streamed to flower-logs/run.log); returns flwr's exit code."""
-        _write_flwr_config(self.home, "fedbench", f"127.0.0.1:{self.port}", options)
+        (its log streamed to flower-logs/run.log); returns flwr's exit code.
+        `federation_config`: the simulation runtime's settings (num-supernodes=N ...)."""
+        _write_flwr_config(self.home, "fedbench", f"127.0.0.1:{self.port}")
         argv = [flower_program("flwr"), "run", str(app_dir), "fedbench", "--stream"]
+        if federation_config:
+            argv += ["--federation-config", federation_config]
         proc = self._start("run", argv)
         try:
             return proc.wait(timeout=timeout)
@@ -298,7 +303,7 @@ def deploy(
     node_timeout: float = 300.0,
     timeout: float | None = None,
     resume: bool = True,
-    num_cpus: float = 1.0,
+    num_cpus: int = 1,
 ) -> dict[str, Any]:
     """Run `config` on a local Flower deployment of `nodes` SuperNodes (or the simulation
     runtime with `nodes` virtual SuperNodes); returns summary.json. Raises DeploymentError
@@ -320,16 +325,13 @@ def deploy(
             resume=resume,
         )
         dep.start_superlink(simulation=simulation)
-        options = ""
+        federation = ""
         if simulation:
-            options = (
-                f"options.num-supernodes = {int(nodes)}\n"
-                f"options.backend.client-resources.num-cpus = {float(num_cpus)}\n"
-            )
+            federation = f"num-supernodes={int(nodes)} client-resources-num-cpus={int(num_cpus)}"
         else:
             for i in range(nodes):
                 dep.start_supernode(i, nodes)
-        rc = dep.submit(app_dir, options, timeout=timeout)
+        rc = dep.submit(app_dir, federation, timeout=timeout)
     failed = out / "FAILED"
     if failed.is_file():
         raise DeploymentError(f"the Flower run failed: {failed.read_text().strip()}")

@@ -20,11 +20,9 @@ from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 HERE = Path(__file__).parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "fl")]
 
-import flower_hooks as H  # noqa: E402
-from fltools import small_config  # noqa: E402
+import flowertools as H  # noqa: E402
 
 from fedbench.fl.config import config_to_dict  # noqa: E402
-from fedbench.fl.loop import run_fl  # noqa: E402
 from fedbench.flower import client as flower_client  # noqa: E402
 from fedbench.flower import server as flower_server  # noqa: E402
 from fedbench.flower.records import (  # noqa: E402
@@ -38,9 +36,7 @@ from fedbench.flower.records import (  # noqa: E402
 )
 
 SERVER_NODE = 1
-HOOKS = {"data-fn": "flower_hooks:synthetic_data", "model-fn": "flower_hooks:tiny_model"}
-# columns that are wall times: everything else must be equal
-TIMES = {"train_s", "code_s", "eval_s", "round_wall_s"}
+HOOKS = {"data-fn": H.HOOKS["data_fn"], "model-fn": H.HOOKS["model_fn"]}
 
 
 @pytest.fixture(autouse=True)
@@ -91,13 +87,7 @@ class FakeGrid:
 
 
 def _cfg(name="stc", direction="bi", clients=2, rounds=2, **sections):
-    return small_config(
-        data={"num_clients": clients},
-        train={"rounds": rounds, "batch_size": 16, "lr": 0.05, "local_epochs": 1},
-        method={"name": name, **sections.pop("method", {})},
-        setting={"direction": direction, **sections.pop("setting", {})},
-        **sections,
-    )
+    return H.make_config(name, direction, clients, rounds, **sections)
 
 
 def _run_config(cfg, out: Path, **extra) -> dict:
@@ -111,32 +101,9 @@ def _run_config(cfg, out: Path, **extra) -> dict:
     }
 
 
-def _rows(out: Path) -> list[dict]:
-    with open(out / "metrics.csv") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _simulate(cfg, out: Path) -> list[dict]:
-    run_fl(cfg, out, data=H.synthetic_data(cfg), model_fn=H.tiny_model, resume=False)
-    return _rows(out)
-
-
-def assert_same_rounds(flower_rows: list[dict], sim_rows: list[dict]) -> None:
-    """Bytes identical and every other metric equal (to 1e-4) per round."""
-    assert len(flower_rows) == len(sim_rows)
-    for fr, sr in zip(flower_rows, sim_rows, strict=True):
-        for key, want in sr.items():
-            if key in TIMES:
-                continue
-            got = fr[key]
-            if key.startswith(("bytes", "fp32")) or key in ("round", "num_clients"):
-                assert got == want, f"round {sr['round']}: {key} {got} != {want}"
-            elif want == "":
-                assert got == "", f"round {sr['round']}: {key} {got} != (none)"
-            else:
-                assert float(got) == pytest.approx(float(want), abs=1e-4), (
-                    f"round {sr['round']}: {key} {got} != {want}"
-                )
+_rows = H.read_rows
+_simulate = H.simulate
+assert_same_rounds = H.assert_same_rounds
 
 
 def test_bitstreams_travel_as_their_bytes():
