@@ -82,15 +82,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     app.set_defaults(func=_app)
 
 
-def _load(args: argparse.Namespace) -> dict | None:
-    """The resolved config as a dict, or None after printing why it is invalid."""
+def _load(args: argparse.Namespace, absolute: bool = True) -> dict | None:
+    """The resolved config as a dict, or None after printing why it is invalid.
+
+    `absolute`: relative data and checkpoint paths are made absolute (from here), since the
+    Flower processes may run elsewhere than this working directory."""
+    from pathlib import Path
+
     from fedbench.fl.config import ConfigError, config_to_dict, load_config
 
     try:
-        return config_to_dict(load_config(args.config, list(args.overrides)))
+        config = config_to_dict(load_config(args.config, list(args.overrides)))
     except ConfigError as exc:
         print(f"fedbench flower: invalid config: {exc}", file=sys.stderr)
         return None
+    if absolute:
+        for section, key in (("data", "root"), ("data", "mirror"), ("model", "pretrained")):
+            value = config.get(section, {}).get(key)
+            if isinstance(value, str) and value not in ("imagenet",) and "://" not in value:
+                config[section][key] = str(Path(value).resolve())
+    return config
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -134,7 +145,8 @@ def _app(args: argparse.Namespace) -> int:
     """Execute `fedbench flower app`."""
     from fedbench.flower.deploy import write_app
 
-    config = _load(args)
+    # another machine's paths are its own: kept as written
+    config = _load(args, absolute=False)
     if config is None:
         return 2
     path = write_app(

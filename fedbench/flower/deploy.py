@@ -13,6 +13,7 @@ PATH or next to the Python interpreter.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,8 +22,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +292,24 @@ class Deployment:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit meanwhile, so the deployment's processes are stopped (the
+    default action would end Python without cleaning up)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    old = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def deploy(
     config: dict[str, Any],
     out: str | Path,
@@ -312,7 +332,7 @@ def deploy(
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("FAILED", "summary.json"):
         (out / stale).unlink(missing_ok=True)
-    with Deployment(out, python_path=python_path) as dep:
+    with _terminate_as_exit(), Deployment(out, python_path=python_path) as dep:
         app_dir = write_app(
             dep.home / "app",
             config,
