@@ -395,11 +395,12 @@ def _flower_run_class() -> type:
 
         def summary(self) -> dict[str, Any]:
             out = super().summary()
-            missing = {r["round"]: r["missing_clients"] for r in self.rows if r["missing_clients"]}
+            rows = self.rows
+            missing = {r["round"]: r["missing_clients"] for r in rows if r.get("missing_clients")}
             out["runtime"] = "flower"
             out["flower"] = {
-                "flower_bytes_down": int(sum(r["flower_bytes_down"] for r in self.rows)),
-                "flower_bytes_up": int(sum(r["flower_bytes_up"] for r in self.rows)),
+                "flower_bytes_down": int(sum(r.get("flower_bytes_down", 0) for r in rows)),
+                "flower_bytes_up": int(sum(r.get("flower_bytes_up", 0) for r in rows)),
                 "rounds_with_missing_clients": missing,
                 "complete": not missing,
                 "num_partitions": self.clients.num_partitions,
