@@ -4,7 +4,6 @@ and replaced; no process outlives the deployment."""
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -57,16 +56,19 @@ def test_simulation_runtime_gives_the_simulators_numbers(tmp_path):
     H.assert_same_rounds(H.read_rows(tmp_path / "flower"), H.simulate(cfg, tmp_path / "sim"))
 
 
-def test_a_killed_supernode_is_recorded_and_replaced(tmp_path):
+def test_killed_supernodes_are_recorded_replaced_and_the_run_resumes(tmp_path):
     """SuperNode 1 is killed once round 1 is written: round 2 goes on without client 1
     (recorded), a new SuperNode for partition 1 joins, and in round 3 client 1 restarts
-    from an empty state with a snapshot. Every process is gone afterwards."""
-    cfg = H.make_config("stc", "bi", clients=2, rounds=3)
+    from an empty state with a snapshot. Then both SuperNodes are killed: round 4 gets no
+    reply and the run stops with round 3's checkpoint. A new deployment resumes it at round
+    4 (every client restarting clean) and finishes. No process outlives a deployment."""
+    cfg = H.make_config("stc", "bi", clients=2, rounds=4)
     out = tmp_path / "flower"
+    config = config_to_dict(cfg)
     with Deployment(out, python_path=H.PYTHON_PATH) as dep:
         app = write_app(
             dep.home / "app",
-            config_to_dict(cfg),
+            config,
             out,
             round_timeout=20,
             node_timeout=120,
@@ -76,29 +78,39 @@ def test_a_killed_supernode_is_recorded_and_replaced(tmp_path):
         dep.start_superlink()
         dep.start_supernode(0, 2)
         dep.start_supernode(1, 2)
-        killed = threading.Event()
+        done = []
 
-        def kill_after_round_1() -> None:
-            deadline = time.monotonic() + 400
-            while time.monotonic() < deadline:
-                if (out / "metrics.csv").is_file() and len(H.read_rows(out)) >= 1:
+        def faults() -> None:
+            deadline = time.monotonic() + 500
+            while time.monotonic() < deadline and len(done) < 2:
+                rows = len(H.read_rows(out)) if (out / "metrics.csv").is_file() else 0
+                if rows >= 1 and not done:
                     dep.kill("supernode-1")
-                    killed.set()
                     dep.start_supernode(1, 2)  # its replacement
-                    return
+                    done.append(1)
+                elif rows >= 3 and len(done) == 1:
+                    dep.kill("supernode-0")
+                    dep.kill("supernode-1")
+                    done.append(3)
                 time.sleep(0.2)
 
-        watcher = threading.Thread(target=kill_after_round_1, daemon=True)
+        watcher = threading.Thread(target=faults, daemon=True)
         watcher.start()
         dep.submit(app, timeout=600)
         watcher.join(timeout=5)
         home = dep.home
-    assert killed.is_set()
+    assert done == [1, 3]
     assert _own_processes(home) == []
+    assert "RoundFailed" in (out / "FAILED").read_text()
     rows = H.read_rows(out)
     assert [r["round"] for r in rows] == ["1", "2", "3"]
     assert rows[1]["missing_clients"] == "1" and rows[1]["num_clients"] == "1"
     assert rows[2]["missing_clients"] == "" and rows[2]["reset_clients"] == "1"
-    summary = json.loads((out / "summary.json").read_text())
+
+    summary = _deploy(cfg, out)  # a fresh SuperLink and SuperNodes; resumes at round 4
+    rows = H.read_rows(out)
+    assert [r["round"] for r in rows] == ["1", "2", "3", "4"]
+    assert rows[3]["reset_clients"] == "0 1" and rows[3]["missing_clients"] == ""
+    assert summary["rounds"] == 4
     assert summary["flower"]["complete"] is False
     assert summary["flower"]["rounds_with_missing_clients"] == {"2": "1"}
