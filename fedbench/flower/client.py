@@ -74,6 +74,9 @@ def _start_model(
     for name, data in payload.items():
         if name == C.SNAPSHOT:
             view.update(fp32_tensors(data, shapes, view))
+        elif name == C.SNAPSHOT_EXTRA:
+            extra = {n: tuple(view[n].shape) for n in C.snapshot_extra(run)}
+            view.update(fp32_tensors(data, extra, view))
         elif name.startswith(C.BROADCAST.split("{")[0]):
             run.down.set_context(cfg.seed, int(name.rsplit(".", 1)[1]), BROADCAST_CONTEXT)
             dec = run.down.decode(data)

@@ -36,6 +36,7 @@ __all__ = [
     "build_run",
     "config_key",
     "load_hook",
+    "snapshot_extra",
 ]
 
 # Message types: "query" asks a SuperNode which partition it serves, "train" runs clients.
@@ -48,6 +49,7 @@ UP = "up.{}"  # ArrayRecord per client: its update bitstream
 STATE = "fedbench.state"  # ConfigRecord in context.state: one blob per hosted client
 UPDATE = "update"  # the uplink bitstream's name in UP
 INITIAL, MODEL, SNAPSHOT = "initial", "model", "snapshot"  # float32 payloads
+SNAPSHOT_EXTRA = "snapshot.folded"  # float32: folded tensors that are not transmitted
 BROADCAST = "broadcast.{:06d}"  # the broadcast coded after round j
 
 DEFAULT_ROUND_TIMEOUT = 3600.0
@@ -99,3 +101,15 @@ def build_run(opts: FlowerOptions, out: str | Path, run_cls: type | None = None,
     data_fn = load_hook(opts.data_fn)
     data = data_fn(cfg) if data_fn is not None else None
     return (run_cls or FederatedRun)(cfg, out, data=data, model_fn=load_hook(opts.model_fn), **kw)
+
+
+def snapshot_extra(run: Any) -> list[str]:
+    """Tensors a snapshot must carry besides the transmitted ones: those the bidirectional
+    ADF fold changes on both sides without transmitting them (BatchNorm weight and bias
+    when only weights are transmitted). A client that applies every broadcast folds them
+    itself; one that gets a snapshot instead cannot, so the server sends them (charged)."""
+    cfg = run.cfg
+    if not (run.method.has_factors and cfg.method.adf_fold and cfg.setting.direction == "bi"):
+        return []
+    folded = {t for ts in run.fold_targets.values() for t in ts}
+    return [n for n in run.global_state if n in folded and n not in run.template]

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fedbench.fl.ledger import class_bytes
 from fedbench.flower import common as C
 from fedbench.flower.records import (
     fp32_bytes,
@@ -141,6 +142,7 @@ class FlowerClients:
         self.reset: set[int] = set()
         self.unreachable: list[int] = []
         self.initial = {k: v.detach().clone() for k, v in run.global_state.items()}
+        self.extra = C.snapshot_extra(run)
         self.floats = [n for n, t in self.initial.items() if t.is_floating_point()]
         self.before: dict[int, int] = {}
         self.trained: dict[int, int] = {}  # per client: the last round it replied in
@@ -223,9 +225,30 @@ class FlowerClients:
     def close(self) -> None:
         """Nothing to release (the Grid belongs to Flower)."""
 
+    def _charge_extra(self, r: int, selected: Sequence[int]) -> None:
+        """Charge the folded, not transmitted tensors to each client getting a snapshot
+        (snapshot_extra; its reference bytes are 0: plain FedAvg has no factors to fold)."""
+        run = self.run
+        snapped = sorted(
+            {
+                k
+                for e in run.ledger.entries
+                if e.round == r and e.kind == "snapshot" and e.fp32_bytes > 0
+                for k in e.receivers
+                if k in selected
+            }
+        )
+        if not snapped:
+            return
+        sizes = {n: 4 * self.initial[n].numel() for n in self.extra}
+        classes = class_bytes(sizes, run.classes)
+        run.ledger.charge(r, "down", "snapshot", "server", snapped, sum(sizes.values()), 0, classes)
+
     def _payloads(self, r: int, selected: Sequence[int], start: dict) -> dict[int, list]:
         """What the ledger charged each client in round r, packed; lengths checked."""
         run = self.run
+        if self.extra:
+            self._charge_extra(r, selected)
         charged: dict[int, list] = {k: [] for k in selected}
         for e in run.ledger.entries:
             if e.round == r and e.direction == "down":
@@ -240,9 +263,12 @@ class FlowerClients:
             for e in charged[k]:
                 if e.kind == "initial":
                     part = [(C.INITIAL, fp32_bytes(self.initial, self.floats))]
-                elif e.kind in ("model", "snapshot"):
-                    name = C.MODEL if e.kind == "model" else C.SNAPSHOT
-                    part = [(name, fp32_bytes(start, template))]
+                elif e.kind == "model":
+                    part = [(C.MODEL, fp32_bytes(start, template))]
+                elif e.kind == "snapshot" and e.fp32_bytes == 0:
+                    part = [(C.SNAPSHOT_EXTRA, fp32_bytes(start, self.extra))]
+                elif e.kind == "snapshot":
+                    part = [(C.SNAPSHOT, fp32_bytes(start, template))]
                 else:  # broadcast, catchup: the broadcasts after the rounds it missed
                     part = [
                         (C.BROADCAST.format(j), run.down.bits[j])

@@ -216,3 +216,40 @@ def test_a_round_without_replies_stops_and_the_run_resumes(tmp_path):
     assert [r["round"] for r in rows] == ["1", "2", "3"]
     assert [r["reset_clients"] for r in rows] == ["", "0 1", ""]
     assert json.loads((tmp_path / "summary.json").read_text())["rounds"] == 3
+
+
+def test_a_snapshot_carries_the_folded_tensors_that_are_not_transmitted(tmp_path):
+    """adf_fold with only weights transmitted folds into BatchNorm tensors that never
+    travel: a client reset after a lost reply gets them with its snapshot (charged), and
+    its model is then exactly the server's view of the clients' model."""
+    import torch
+
+    from fedbench.flower.common import STATE, FlowerOptions, build_run
+    from fedbench.flower.records import load_blob
+
+    cfg = _cfg(
+        "adf", "bi", clients=2, rounds=3, method={"adf_fold": True, "include_nonweights": False}
+    )
+    grid = FakeGrid(
+        {101: 0, 102: 1}, _run_config(cfg, tmp_path), drop=lambda r, node: (r, node) == (2, 102)
+    )
+    opts = FlowerOptions(grid.run_config)
+    run = build_run(opts, tmp_path, flower_server._flower_run_class(), grid=grid, flower=opts)
+    assert run.clients.extra, "the fold should touch tensors that are not transmitted"
+    starts = {}
+    run_round = run.clients.run_round
+
+    def spy(r, selected, start, lr):
+        starts[r] = {n: t.clone() for n, t in start.items()}
+        return run_round(r, selected, start, lr)
+
+    run.clients.run_round = spy
+    run.clients.discover(wait_for=2)
+    for _ in range(3):
+        run.step()
+    assert run.rows[2]["reset_clients"] == "1"
+    view = load_blob(grid.states[102][STATE]["client1"])["view"]
+    assert all(torch.equal(view[n], starts[3][n]) for n in starts[3])
+    snaps = [e for e in run.ledger.entries if e.round == 3 and e.kind == "snapshot"]
+    assert [(e.receivers, e.fp32_bytes > 0) for e in snaps] == [((1,), True), ((1,), False)]
+    assert snaps[1].nbytes == 4 * sum(run.global_state[n].numel() for n in run.clients.extra)
