@@ -164,7 +164,9 @@ class FlowerClients:
             new = [n for n in ids if n not in self.partition_of_node]
             if new:
                 self._query(new, min(60.0, max(timeout, 10.0)))
-            if len(self.node_of_partition) >= wait_for or time.monotonic() >= deadline:
+            # the SuperNodes say how many partitions there are: never wait for more
+            want = min(wait_for, self.num_partitions) if self.num_partitions else wait_for
+            if len(self.node_of_partition) >= want or time.monotonic() >= deadline:
                 return
             time.sleep(1.0)
 
