@@ -161,6 +161,8 @@ def run_bytes_bench(
 
     update, template, classes = measure_update(cfg)
     base = shared_compressor_options(cfg, downlink=False)
+    # each variant states its class QPs: none = the old single nonweight_qp
+    base.update(bn_affine_qp=None, bn_stats_qp=None, bias_qp=None)
     rows = []
     for label, (compressor, options) in (variants or VARIANTS).items():
         row = _code(update, template, classes, compressor, {**base, **options})
