@@ -58,7 +58,7 @@ def _frontier(args: argparse.Namespace) -> int:
         return 2
     points = frontier.operating_points(raw)
     for ds in sorted({p["dataset"] for p in points}):
-        frontier.plot_frontier(points, ds, Path(args.out) / f"frontier_{ds}")
+        frontier.plot_frontier(points, ds, Path(args.out) / f"frontier_{ds}", args.tolerance)
     rows = frontier.headline_rows(points, args.tolerance)
     notes = frontier.equal_bytes_notes(raw)
     frontier.write_headline(rows, notes, args.csv, args.md, args.tolerance)

@@ -141,6 +141,11 @@ def test_headline_rows_follow_the_one_point_rule(tmp_path):
     }
     assert all(r["paper_ratio"] == 377 and r["seeds"] == 3 for r in rows)
     assert all(r["fp32_acc_mean"] == pytest.approx(0.88) for r in rows)
+    # nominal and measured sparsity beside each other; none for fp32, which has no knob
+    fp32 = next(r for r in rows if r["method"] == "fp32")
+    assert math.isnan(fp32["sparsity_nominal"])
+    best = next(r for r in rows if r["row"] == "best")
+    assert best["sparsity_nominal"] == pytest.approx(best["sparsity_measured"]) == 0.99
 
 
 def test_headline_command_reproduces_the_first_seed_config(tmp_path):
