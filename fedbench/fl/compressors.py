@@ -26,6 +26,8 @@ Compressors:
               the sparsity knob is the measured sparsity (see `fit_qp`): a weight tensor
               whose smallest kept entry would quantize to zero at `qp` is coded at the
               coarsest finer QP that keeps it (the QP is stored per tensor in the stream).
+              bn_stats_every = k: BatchNorm running statistics are sent in rounds k, 2k, ...
+              (the round from set_context), as zeros in between; error feedback carries them.
 - stc:        sparse ternary compression (Sattler et al. 2020): top-k per weight tensor (or
               over all weight tensors with sparsifier=topk-global; other sparsifier values
               mean per tensor), kept
@@ -333,6 +335,10 @@ class DeepCabacCompressor(UpdateCompressor):
         exact = bool(o.get("exact_sparsity", False)) and sparsifier != "structured"
         class_qp = {c: o.get(f"{c}_qp") for c in ("bn_affine", "bn_stats", "bias", "adf")}
         nw_sparsity = float(o.get("nonweight_sparsity", 0.0))
+        # bn_stats_every = k: the statistics travel in rounds k, 2k, ... only; in between they
+        # are sent as zeros and error feedback accumulates them (context: seed, round, ...)
+        every = int(o.get("bn_stats_every", 1))
+        hold_stats = every > 1 and len(self.context) > 1 and self.context[1] % every != 0
         tensors: dict[str, np.ndarray] = {}
         qps: dict[str, int] = {}
         for n, spec in self.template.items():
@@ -346,7 +352,9 @@ class DeepCabacCompressor(UpdateCompressor):
             cls = tensor_class(n, self.template)
             # 1-D so the codec applies the fine non-weight QP.
             flat = np.ascontiguousarray(update[n], dtype=np.float32).reshape(-1)
-            if nw_sparsity > 0 and cls in NONWEIGHT_CLASSES:
+            if hold_stats and cls == "bn_stats":
+                flat = np.zeros_like(flat)
+            elif nw_sparsity > 0 and cls in NONWEIGHT_CLASSES:
                 flat = sparsify_unstructured(flat, nw_sparsity)
             tensors[n] = flat
             q = class_qp.get(cls)

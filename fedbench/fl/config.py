@@ -150,6 +150,9 @@ method
                                 (fedbench.fl.compressors.fit_qp); false = sparsify then
                                 quantize at `qp`, which zeroes more than `sparsity` whenever
                                 the step is coarse (QP -32 alone zeroes ~97 %).
+  bn_stats_every (int>=1, 1)    DeepCABAC: send the BatchNorm running statistics in rounds
+                                k, 2k, ... only (zeros in between; error feedback accumulates
+                                them, so round k carries all k rounds' change).
   dq (bool, false)              dependent (trellis-coded) quantization.
   param_opt (bool, false)       codec parameter optimisation.
   codec_mode (nnc|sparse, nnc)
@@ -313,6 +316,7 @@ class MethodConfig:
     bias_qp: int | None = -32
     nonweight_sparsity: float = 0.0
     exact_sparsity: bool = False
+    bn_stats_every: int = 1
     dq: bool = False
     param_opt: bool = False
     codec_mode: str = "nnc"
@@ -571,6 +575,7 @@ def _validate(cfg: RunConfig) -> None:
                 f"(qp_density={m.qp_density}) is a normal float32",
                 v,
             )
+    _check(m.bn_stats_every >= 1, "method.bn_stats_every", "must be >= 1", m.bn_stats_every)
     _check(
         0 <= m.nonweight_sparsity < 1,
         "method.nonweight_sparsity",

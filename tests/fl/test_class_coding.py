@@ -216,3 +216,46 @@ def test_measured_sparsity_in_the_summary_follows_the_knob(synthetic_data, tmp_p
     sizes = [s.size for s in run.template.values() if s.kind == "weight"]
     tol = 0.5 * len(sizes) / sum(sizes)
     assert abs(s["mean_update_sparsity"] - nominal) <= tol
+
+
+# ------------------------------------------------------------ BatchNorm statistics every k
+
+
+def test_bn_stats_every_k_rounds_sends_the_accumulated_statistics():
+    comp = build_compressor("deepcabac", TEMPLATE, sparsity=0.5, bn_stats_every=3, bn_stats_qp=-40)
+    stats = [n for n, c in CLASS.items() if c == "bn_stats"]
+    res = {n: np.zeros(s.shape, np.float32) for n, s in TEMPLATE.items()}
+    total = {n: np.zeros(TEMPLATE[n].shape, np.float64) for n in stats}
+    for r in (1, 2, 3):
+        comp.set_context(0, r, 5)
+        delta = _update(seed=r)
+        _, dec, res = compress_with_feedback(comp, {n: delta[n] + res[n] for n in TEMPLATE})
+        for n in stats:
+            total[n] += delta[n]
+            if r < 3:  # held back: nothing sent, all of it in the residual
+                assert not dec[n].any()
+                np.testing.assert_allclose(res[n], total[n], atol=1e-6)
+            else:  # round 3 carries the three rounds' change, up to the QP -40 step
+                np.testing.assert_allclose(dec[n], total[n], atol=2 ** (-40 / 4))
+    # other classes are sent every round
+    assert dec["bn1.weight"].any() and dec["conv1.adf_scale"].any()
+
+
+def test_bn_stats_every_k_in_the_round_loop(synthetic_data, tmp_path):
+    cfg = small_config(method={"name": "unscaled", "bn_stats_every": 2}, train={"rounds": 2})
+    run = FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
+    stats = [n for n in run.template if n.endswith(("running_mean", "running_var"))]
+    decoded = []
+    dec = run.up.decode
+
+    def record(bits):
+        out = dec(bits)
+        decoded.append(out)
+        return out
+
+    run.up.decode = record
+    run.step()
+    run.step()
+    assert len(decoded) == 8
+    assert all(not d[n].any() for d in decoded[:4] for n in stats)  # round 1: held back
+    assert all(any(d[n].any() for n in stats) for d in decoded[4:])  # round 2: sent

@@ -56,6 +56,7 @@ def shared_compressor_options(cfg: RunConfig, downlink: bool) -> dict[str, Any]:
         "bias_qp": m.bias_qp,
         "nonweight_sparsity": m.nonweight_sparsity,
         "exact_sparsity": m.exact_sparsity,
+        "bn_stats_every": m.bn_stats_every,
         "dq": m.dq,
         "param_opt": m.param_opt,
         "codec_mode": codec_mode,
