@@ -75,8 +75,11 @@ NONWEIGHT = ("bn_affine", "bn_stats", "bias", "other")
 _SHARED_KEYS = tuple(f.name for f in dataclasses.fields(MethodConfig) if f.name != "options")
 
 
-def measure_update(cfg: RunConfig) -> tuple[dict[str, np.ndarray], Any, dict[str, str]]:
-    """(update, template, tensor classes) of one client's first round under `cfg`."""
+def measure_update(
+    cfg: RunConfig, data: Any = None, model_fn: Any = None
+) -> tuple[dict[str, np.ndarray], Any, dict[str, str]]:
+    """(update, template, tensor classes) of one client's first round under `cfg`
+    (`data`, `model_fn`: as for FederatedRun; None = the config's)."""
     import torch
 
     from fedbench.fl.ledger import tensor_classes
@@ -92,7 +95,7 @@ def measure_update(cfg: RunConfig) -> tuple[dict[str, np.ndarray], Any, dict[str
     raw["method"] = {**shared, "name": "fp32"}
     cfg = config_from_dict(raw)
     with tempfile.TemporaryDirectory() as tmp:
-        run = FederatedRun(cfg, tmp)
+        run = FederatedRun(cfg, tmp, data=data, model_fn=model_fn)
         before = {n: t.detach().clone() for n, t in run.global_state.items()}
         run.step()
         # fp32 and one client of weight 1: the model's change is the client's update
@@ -155,11 +158,13 @@ def run_bytes_bench(
     cfg: RunConfig,
     variants: dict[str, tuple[str, dict[str, Any]]] | None = None,
     command: str = "",
+    data: Any = None,
+    model_fn: Any = None,
 ) -> dict[str, Any]:
     """Train one update under `cfg`, code it with each variant; the report (rows, config)."""
     from fedbench.fl.methods import shared_compressor_options
 
-    update, template, classes = measure_update(cfg)
+    update, template, classes = measure_update(cfg, data, model_fn)
     base = shared_compressor_options(cfg, downlink=False)
     # each variant states its class QPs: none = the old single nonweight_qp
     base.update(bn_affine_qp=None, bn_stats_qp=None, bias_qp=None)
