@@ -25,14 +25,9 @@ import torch
 from torch import nn
 
 from fedbench.fl.aggregation import derive_seed
-from fedbench.fl.client import (
-    FederatedData,
-    evaluate,
-    load_federated_data,
-    lr_at_round,
-    train_local,
-)
 from fedbench.fl.config import ConfigError, RunConfig, config_to_dict
+from fedbench.fl.data import FederatedData, load_federated_data
+from fedbench.fl.training import evaluate, lr_at_round, train_local
 
 __all__ = ["CHECKPOINT", "REPORT", "pretrain"]
 
@@ -56,7 +51,8 @@ def pretrain(
     model_fn: Callable[[RunConfig, FederatedData], nn.Module] | None = None,
 ) -> dict[str, Any]:
     """Train the configured model centrally on the configured data; returns the report."""
-    from fedbench.fl.loop import _default_model, _versions, resolve_device
+    from fedbench.fl.outputs import versions
+    from fedbench.fl.template import default_model, resolve_device
 
     if epochs < 1:
         raise ConfigError(f"epochs: invalid value {epochs!r}; must be >= 1")
@@ -71,7 +67,7 @@ def pretrain(
         data = load_federated_data(one, device)
     indices = torch.cat([torch.as_tensor(i) for i in data.client_indices]).numpy()
     torch.manual_seed(derive_seed(cfg.seed, 0x30DE1))
-    model = (model_fn or _default_model)(one, data).to(device)
+    model = (model_fn or default_model)(one, data).to(device)
     trainable = {n for n, _ in model.named_parameters()}
     # One schedule step per epoch: the train section's schedule over `epochs` "rounds".
     train = dataclasses.replace(cfg.train, rounds=epochs, local_epochs=1, local_steps=None)
@@ -116,7 +112,7 @@ def pretrain(
         "wall_s": time.perf_counter() - t0,
         "threads": cfg.threads,
         "device": str(device),
-        "versions": _versions(),
+        "versions": versions(),
         "config": config_to_dict(cfg),
     }
     _atomic_write(out / REPORT, (json.dumps(report, indent=2) + "\n").encode())

@@ -38,9 +38,10 @@ import torch
 from torch import nn
 
 from fedbench.fl.aggregation import derive_seed
-from fedbench.fl.client import (
+from fedbench.fl.config import RunConfig, config_to_dict
+from fedbench.fl.data import FederatedData
+from fedbench.fl.training import (
     FP16_INIT_SCALE,
-    FederatedData,
     _augment,
     _batches,
     _layout,
@@ -53,7 +54,6 @@ from fedbench.fl.client import (
     make_optimizer,
     use_memory_format,
 )
-from fedbench.fl.config import RunConfig, config_to_dict
 
 __all__ = ["COLUMNS", "cpu_model", "format_table", "run_sim_bench", "write_outputs"]
 
@@ -194,7 +194,8 @@ def run_sim_bench(
     command: str = "",
 ) -> dict[str, Any]:
     """Benchmark `rounds` FL rounds of `cfg` against the plain loop; returns the report."""
-    from fedbench.fl.loop import FederatedRun, _versions
+    from fedbench.fl.loop import FederatedRun
+    from fedbench.fl.outputs import versions
 
     cfg = copy.deepcopy(cfg)
     cfg.checkpoint = False
@@ -233,9 +234,7 @@ def run_sim_bench(
                     step_s,
                 )
             )
-        pool = run._pool
-        if pool is not None:
-            pool.close()
+        run.close()
     tot = {
         k: sum(row[k] for row in rows)
         for k in ("clients", "samples", "train_s", "plain_s", "code_s", "eval_s", "step_s")
@@ -259,7 +258,7 @@ def run_sim_bench(
         "cpu_bf16": cpu_bf16_support(),
         "loadavg_before": list(load_before),
         "loadavg_after": list(os.getloadavg()),
-        "versions": _versions(),
+        "versions": versions(),
         "config": config_to_dict(cfg),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

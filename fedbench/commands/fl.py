@@ -71,7 +71,8 @@ def _run(args: argparse.Namespace) -> int:
         print("fedbench fl: --out is required", file=sys.stderr)
         return 2
     from fedbench.data import DataError
-    from fedbench.fl.loop import TrainingDiverged, run_fl
+    from fedbench.fl.client import TrainingDiverged
+    from fedbench.fl.loop import run_fl
     from fedbench.models import PretrainedError
 
     try:

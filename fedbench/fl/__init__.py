@@ -5,8 +5,14 @@
   topk-fp16); `sparsify`: the sparsifiers.
 - `adf`: per-filter factors (conv(x, s * W), or s * BN(conv(x)) where a BatchNorm follows),
   folding.
-- `aggregation`: FedAvg strategy (configure / aggregate); `client`: data, local training,
-  evaluation; `loop`: the round loop, accounting, checkpoint/resume, outputs (`run_fl`).
+- `aggregation`: FedAvg strategy (configure / aggregate).
+- `data`: data loading and splitting; `training`: local training and evaluation primitives.
+- `client`: one client's round (ClientState, client_update) and the local ClientExecutor;
+  `parallel`: several clients at once; `server`: the server's round (aggregate, fold,
+  broadcast); `ledger`: bytes sent and the downlink charging rules.
+- `loop`: the round loop (`FederatedRun`, `run_fl`); `checkpoint`: checkpoint/resume;
+  `outputs`: metrics.csv, summary.json, ledger.csv; `template`: device, model, transmitted
+  tensors.
 
 Importing this package stays light (no torch); `run_fl` and `FederatedRun` load on use.
 """

@@ -1,526 +1,291 @@
-"""Client side of the simulation: data held as device tensors, local training, evaluation."""
+"""One client's round: ClientState, client_update, the ClientExecutor seam, LocalClients.
+
+client_update trains from the start model, forms delta + residual, runs the LSA steps if
+configured and compresses with error feedback; it sees only its own setup and state, so a
+Flower ClientApp can call it. LocalClients (the default executor) runs every client here.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fedbench.fl.adf import is_adf_name
 from fedbench.fl.aggregation import derive_seed
+from fedbench.fl.compressors import TensorSpec, UpdateCompressor, compress_with_feedback
+from fedbench.fl.config import RunConfig
+from fedbench.fl.data import FederatedData
+from fedbench.fl.parallel import ClientPool
+from fedbench.fl.training import train_local
 
 __all__ = [
-    "FederatedData",
-    "autocast",
-    "cpu_bf16_support",
-    "evaluate",
-    "federated_data_from_arrays",
-    "load_federated_data",
-    "lr_at_round",
-    "make_optimizer",
-    "split_validation",
-    "train_local",
-    "use_memory_format",
+    "ClientExecutor",
+    "ClientResult",
+    "ClientSetup",
+    "ClientState",
+    "LocalClients",
+    "TrainingDiverged",
+    "client_update",
+    "train_client",
 ]
 
-IGNORE_INDEX = 255
 
-# Autocast compute dtype of each train.precision (fp32: no autocast).
-PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-# Start of the fp16 loss scale: torch's 2^16 overflows (and skips) the first steps of a
-# fresh scaler, and a client trains only a few steps per round.
-FP16_INIT_SCALE = 2.0**10
-
-
-def cpu_bf16_support() -> dict[str, Any]:
-    """This CPU's bf16/fp16 instruction sets, whether it has bf16 matrix units, torch's ISA.
-
-    bf16_matrix_units means AMX-BF16 tiles. AVX512-BF16 alone (vector dot products) did not
-    make bf16 autocast pay: ResNet-20 local training ran at 0.7-0.8x the fp32 samples/s on
-    a 2-core Xeon with AVX512-BF16 and no AMX (fedbench bench sim).
-    """
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:  # not Linux: rely on torch's own detection below
-        pass
-    cpu = torch.cpu
-    amx = bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)())
-    avx512_bf16 = bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)())
-    out = {
-        "avx512_bf16": avx512_bf16 or "avx512_bf16" in flags,
-        "amx_bf16": amx or "amx_bf16" in flags,
-        "amx_fp16": bool(getattr(cpu, "_is_amx_fp16_supported", lambda: False)())
-        or "amx_fp16" in flags,
-        "avx512_fp16": "avx512_fp16" in flags,
-        "mkldnn": torch.backends.mkldnn.is_available(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-    }
-    out["bf16_matrix_units"] = bool(out["amx_bf16"])
-    return out
-
-
-def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
-    """torch.autocast to the precision's dtype on the device type (fp32: a no-op context)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision not in PRECISION_DTYPES:
-        raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
-    dev = torch.device(device).type
-    return torch.autocast(device_type=dev, dtype=PRECISION_DTYPES[precision])
-
-
-def use_memory_format(model: nn.Module, memory_format: str) -> None:
-    """Convert the model's 4-D weights in place to channels_last (contiguous: untouched).
-
-    Loading a state_dict copies into the existing (channels_last) tensors, and values are
-    unchanged, so the model round-trips any contiguous state.
-    """
-    if memory_format == "channels_last":
-        model.to(memory_format=torch.channels_last)
-    elif memory_format != "contiguous":
-        raise ValueError(
-            f"memory_format must be contiguous or channels_last, got {memory_format!r}"
-        )
-
-
-def _layout(x: torch.Tensor, memory_format: str) -> torch.Tensor:
-    """A 4-D input batch in the configured memory format."""
-    if memory_format == "channels_last" and x.dim() == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
+class TrainingDiverged(RuntimeError):
+    """Local training produced a non-finite loss or update."""
 
 
 @dataclass
-class FederatedData:
-    """Train/validation/test tensors (uint8 NCHW images on the run's device), client split.
+class ClientState:
+    """What a client keeps between rounds: its error-feedback residual, its optimizer state."""
 
-    The validation split is held out of the training samples (never trained on); it may be
-    empty (no selection of rounds is then possible).
+    residual: dict[str, np.ndarray] | None = None
+    optimizer_state: dict[str, Any] | None = None
+
+
+@dataclass
+class ClientSetup:
+    """What a client needs besides its state: its id and samples, the run's config, the
+    transmitted tensors, the trainable parameters and the uplink compressor."""
+
+    client: int
+    cfg: RunConfig
+    data: FederatedData
+    indices: np.ndarray
+    template: dict[str, TensorSpec]
+    trainable: set[str]
+    uplink: UpdateCompressor
+
+
+@dataclass
+class ClientResult:
+    """One client's round: its bitstream, the decoded update (the server decodes the same),
+    mean training loss, seconds spent training and coding, and its state after the round."""
+
+    client: int
+    bits: bytes
+    update: dict[str, np.ndarray]
+    loss: float
+    train_s: float
+    code_s: float
+    state: ClientState
+
+
+class ClientExecutor(Protocol):
+    """Where the clients of a round run: locally (LocalClients) or elsewhere (e.g. Flower)."""
+
+    def run_round(
+        self, round_: int, selected: Sequence[int], start: dict[str, torch.Tensor], lr: float
+    ) -> list[ClientResult]:
+        """Run the selected clients from the `start` model; their results in client order."""
+        ...
+
+    def close(self) -> None:
+        """Release what the executor holds (threads, connections)."""
+        ...
+
+
+def train_client(
+    model: nn.Module,
+    setup: ClientSetup,
+    start: dict[str, torch.Tensor],
+    lr: float,
+    round_: int,
+    state: ClientState,
+) -> tuple[float, dict[str, Any]]:
+    """Load `start` into `model` and train the client on it; (mean loss, optimizer state)."""
+    cfg = setup.cfg
+    model.load_state_dict(start)
+    return train_local(
+        model,
+        setup.data,
+        setup.indices,
+        cfg.train,
+        lr,
+        setup.trainable,
+        derive_seed(cfg.seed, round_, setup.client),
+        augment=cfg.data.augment,
+        optimizer_state=state.optimizer_state,
+        bn_mode=cfg.train.bn_mode,
+        adf_lr_scale=cfg.method.adf_lr_scale,
+    )
+
+
+def client_update(
+    model: nn.Module,
+    setup: ClientSetup,
+    start: dict[str, torch.Tensor],
+    lr: float,
+    round_: int,
+    state: ClientState,
+    trained: tuple[float, dict[str, Any]] | None = None,
+) -> ClientResult:
+    """One client's round: train from `start`, delta + residual, LSA, compress with feedback.
+
+    `trained`: (loss, optimizer state) when `model` was already trained by train_client
+    (the parallel path); its training time is then the caller's (train_s excludes it).
     """
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    mean: torch.Tensor
-    std: torch.Tensor
-    task: str
-    num_classes: int
-    client_indices: list[np.ndarray]
-    meta: dict[str, Any] = field(default_factory=dict)
-    x_val: torch.Tensor | None = None
-    y_val: torch.Tensor | None = None
-
-    @property
-    def has_val(self) -> bool:
-        """True when a non-empty validation split exists."""
-        return self.x_val is not None and len(self.x_val) > 0
-
-    def majority_acc(self) -> float | None:
-        """Test accuracy of always predicting the most frequent test class (None: not
-        single-label classification)."""
-        if self.task != "classification" or len(self.y_test) == 0:
-            return None
-        counts = torch.bincount(self.y_test.reshape(-1).cpu(), minlength=self.num_classes)
-        return float(counts.max()) / float(counts.sum())
-
-    @property
-    def channels(self) -> int:
-        """Image channels."""
-        return int(self.x_train.shape[1])
-
-    def client_sizes(self) -> list[int]:
-        """Number of local training samples per client."""
-        return [len(i) for i in self.client_indices]
-
-
-def _labels_tensor(y: np.ndarray, task: str) -> torch.Tensor:
-    """Labels as the loss expects them: int64 classes, float multi-hot, int64 masks."""
-    if task == "multilabel":
-        return torch.from_numpy(np.asarray(y, dtype=np.float32))
-    if task == "segmentation":
-        return torch.from_numpy(np.asarray(y, dtype=np.int64))
-    return torch.from_numpy(np.asarray(y, dtype=np.int64).reshape(-1))
-
-
-def federated_data_from_arrays(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    client_indices: list[np.ndarray],
-    task: str,
-    num_classes: int,
-    mean: list[float] | None = None,
-    std: list[float] | None = None,
-    device: str | torch.device = "cpu",
-    meta: dict[str, Any] | None = None,
-    x_val: np.ndarray | None = None,
-    y_val: np.ndarray | None = None,
-) -> FederatedData:
-    """Wrap uint8 NHWC numpy arrays (and a split) as FederatedData on `device`."""
-    c = x_train.shape[-1]
-    mean = mean if mean is not None else [0.5] * c
-    std = std if std is not None else [0.25] * c
-
-    def imgs(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).contiguous().to(device)
-
-    return FederatedData(
-        x_train=imgs(x_train),
-        y_train=_labels_tensor(y_train, task).to(device),
-        x_test=imgs(x_test),
-        y_test=_labels_tensor(y_test, task).to(device),
-        mean=torch.tensor(mean, dtype=torch.float32, device=device).view(1, c, 1, 1),
-        std=torch.tensor(std, dtype=torch.float32, device=device).view(1, c, 1, 1),
-        task=task,
-        num_classes=num_classes,
-        client_indices=[np.asarray(i, dtype=np.int64) for i in client_indices],
-        meta=dict(meta or {}),
-        x_val=imgs(x_val) if x_val is not None else None,
-        y_val=_labels_tensor(y_val, task).to(device) if y_val is not None else None,
+    cfg, k, up = setup.cfg, setup.client, setup.uplink
+    t0 = time.perf_counter()
+    loss, opt_state = (
+        train_client(model, setup, start, lr, round_, state) if trained is None else trained
     )
-
-
-def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train positions, validation positions) of n samples; both sorted."""
-    n_val = round(fraction * n)
-    if n_val == 0:
-        return np.arange(n), np.arange(0)
-    rng = np.random.default_rng(derive_seed(seed, 0x7A7))
-    val = np.sort(rng.choice(n, n_val, replace=False))
-    keep = np.ones(n, dtype=bool)
-    keep[val] = False
-    return np.flatnonzero(keep), val
-
-
-def load_federated_data(cfg: Any, device: str | torch.device) -> FederatedData:
-    """Prepare (cached) and load the configured data set, subset it and split it over clients."""
-    from fedbench.data import load_prepared, partition, partition_labels, prepare
-
-    d = cfg.data
-    root = Path(d.root)
-    suffix = f"-{d.image_size}" if d.image_size else ""
-    path = prepare(
-        d.name,
-        root,
-        root / "prepared" / f"{d.name}{suffix}.npz",
-        mirror=d.mirror,
-        image_size=d.image_size,
-    )
-    pd = load_prepared(path)
-    x_tr, y_tr, x_te, y_te = pd.x_train, pd.y_train, pd.x_test, pd.y_test
-    if d.max_train_samples is not None and d.max_train_samples < len(x_tr):
-        rng = np.random.default_rng(derive_seed(cfg.seed, 0x7A1))
-        sel = np.sort(rng.choice(len(x_tr), d.max_train_samples, replace=False))
-        x_tr, y_tr = x_tr[sel], y_tr[sel]
-    if d.max_test_samples is not None and d.max_test_samples < len(x_te):
-        rng = np.random.default_rng(derive_seed(cfg.seed, 0x7E5))
-        sel = np.sort(rng.choice(len(x_te), d.max_test_samples, replace=False))
-        x_te, y_te = x_te[sel], y_te[sel]
-    # The validation split comes out of the training samples, before the client split.
-    tr, va = split_validation(len(x_tr), d.val_fraction, cfg.seed)
-    x_va, y_va = x_tr[va], y_tr[va]
-    x_tr, y_tr = x_tr[tr], y_tr[tr]
-    labels = partition_labels(y_tr, pd.task)
-    parts = partition(
-        labels,
-        d.num_clients,
-        scheme=d.partition,
-        alpha=d.alpha,
-        seed=derive_seed(cfg.seed, 0xD1),
-        min_size=d.min_size,
-    )
-    return federated_data_from_arrays(
-        x_tr,
-        y_tr,
-        x_te,
-        y_te,
-        parts,
-        pd.task,
-        pd.num_classes,
-        pd.mean,
-        pd.std,
-        device,
-        meta=dict(pd.meta),
-        x_val=x_va,
-        y_val=y_va,
-    )
-
-
-def _normalize(data: FederatedData, x: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> normalised float32."""
-    return (x.float().div_(255.0) - data.mean) / data.std
-
-
-def _augment(
-    x: torch.Tensor, y: torch.Tensor, task: str, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random horizontal flip (+ random crop with 4-pixel zero padding for image labels)."""
-    b, _, h, w = x.shape
-    flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
-    x = torch.where(flip.view(b, 1, 1, 1), x.flip(3), x)
-    if task == "segmentation":
-        y = torch.where(flip.view(b, 1, 1), y.flip(2), y)
-        return x, y
-    pad = 4
-    xp = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
-    rows = (oy.view(b, 1) + torch.arange(h, device=x.device).view(1, h)).view(b, 1, h, 1)
-    cols = (ox.view(b, 1) + torch.arange(w, device=x.device).view(1, w)).view(b, 1, 1, w)
-    bidx = torch.arange(b, device=x.device).view(b, 1, 1, 1)
-    cidx = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
-    return xp[bidx, cidx, rows, cols], y
-
-
-def _loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    """Task loss: cross-entropy, BCE-with-logits (multi-label), or pixel CE (ignore 255)."""
-    if task == "multilabel":
-        return F.binary_cross_entropy_with_logits(out, y)
-    if task == "segmentation":
-        if out.shape[-2:] != y.shape[-2:]:
-            out = F.interpolate(out, size=y.shape[-2:], mode="bilinear", align_corners=False)
-        return F.cross_entropy(out, y, ignore_index=IGNORE_INDEX)
-    return F.cross_entropy(out, y)
-
-
-def lr_at_round(train: Any, round_: int) -> float:
-    """Client learning rate in round `round_` (1-based) under the configured schedule."""
-    if train.lr_schedule == "cosine":
-        if train.rounds <= 1:
-            return float(train.lr)
-        t = (round_ - 1) / (train.rounds - 1)
-        return float(train.lr_min + 0.5 * (train.lr - train.lr_min) * (1 + math.cos(math.pi * t)))
-    if train.lr_schedule == "step":
-        return float(
-            train.lr * train.lr_gamma ** sum(1 for m in train.lr_milestones if round_ >= m)
+    new_opt = opt_state if cfg.train.keep_optimizer_state else state.optimizer_state
+    train_s = time.perf_counter() - t0
+    res = state.residual
+    update = _delta(model, start, setup.template, res)
+    if not math.isfinite(loss) or not all(np.isfinite(u).all() for u in update.values()):
+        raise TrainingDiverged(
+            f"round {round_}, client {k}: local training diverged (non-finite loss or "
+            f"update; loss {loss}); lower train.lr or check train.bn_mode"
         )
-    return float(train.lr)
+    code_s = 0.0
+    # Seeds of stochastic compressors (QSGD): run seed, round, client.
+    up.set_context(cfg.seed, round_, k)
+    if cfg.method.lsa_steps > 0:
+        t1 = time.perf_counter()
+        dec = up.decode(up.encode(update))
+        code_s += time.perf_counter() - t1
+        t1 = time.perf_counter()
+        _lsa(model, setup, start, dec, lr, round_)
+        train_s += time.perf_counter() - t1
+        fine = _delta(model, start, setup.template, res)
+        update = {
+            n: (update[n] if s.kind == "weight" else fine[n]) for n, s in setup.template.items()
+        }
+    t1 = time.perf_counter()
+    # Decoding is deterministic: the client's reconstruction (for its residual) is the
+    # server's, so the simulation decodes each bitstream once.
+    bits, dec, residual = compress_with_feedback(up, update)
+    code_s += time.perf_counter() - t1
+    return ClientResult(k, bits, dec, loss, train_s, code_s, ClientState(residual, new_opt))
 
 
-def make_optimizer(
-    model: nn.Module, train: Any, lr: float, trainable: set[str], adf_lr_scale: float = 1.0
-) -> torch.optim.Optimizer:
-    """SGD/Adam over the trainable parameters; ADF factors: lr * adf_lr_scale, no weight decay.
-
-    Two groups, always in this order (also when one is empty, so that saved optimizer states
-    load): the other parameters, then the factors (marked "adf": True).
-    """
-    decay, factors = [], []
-    for name, p in model.named_parameters():
-        if name not in trainable:
-            continue
-        (factors if is_adf_name(name) else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": train.weight_decay, "lr": lr},
-        # no decay: it would pull a factor towards 0, while its neutral value is 1
-        {"params": factors, "weight_decay": 0.0, "lr": lr * adf_lr_scale, "adf": True},
-    ]
-    if train.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=lr)
-    return torch.optim.SGD(groups, lr=lr, momentum=train.momentum, nesterov=train.nesterov)
-
-
-def _set_trainable(model: nn.Module, trainable: set[str]) -> None:
-    """requires_grad only on the named parameters."""
-    for name, p in model.named_parameters():
-        p.requires_grad_(name in trainable)
-
-
-def _batches(n: int, batch_size: int, steps: int, gen: torch.Generator) -> list[torch.Tensor]:
-    """`steps` mini-batches of local positions, reshuffled every pass, no singleton batches."""
-    out: list[torch.Tensor] = []
-    while len(out) < steps:
-        perm = torch.randperm(n, generator=gen)
-        for i in range(0, n, batch_size):
-            b = perm[i : i + batch_size]
-            if b.numel() == 1 and n > 1:
-                continue  # BatchNorm cannot train on one sample
-            out.append(b)
-            if len(out) == steps:
-                break
+def _delta(
+    model: nn.Module,
+    start: dict[str, torch.Tensor],
+    template: dict[str, TensorSpec],
+    res: dict[str, np.ndarray] | None,
+) -> dict[str, np.ndarray]:
+    """Client model minus start, plus the client's residual, for the transmitted tensors."""
+    state = model.state_dict()
+    out = {}
+    for n in template:
+        # .contiguous(): a channels_last difference would give a non-C-contiguous array
+        # (astype keeps strides), and the codec and residuals expect the standard layout
+        d = (state[n] - start[n]).detach().contiguous().cpu().numpy().astype(np.float32)
+        out[n] = d + res[n] if res is not None else d
     return out
 
 
-def local_step_count(n: int, train: Any) -> int:
-    """Number of local mini-batches: local_steps, or local_epochs passes over n samples."""
-    if train.local_steps is not None:
-        return int(train.local_steps)
-    per_epoch = n // train.batch_size + (1 if n % train.batch_size > 1 else 0)
-    return max(1, train.local_epochs * max(per_epoch, 1))
-
-
-def train_local(
+def _lsa(
     model: nn.Module,
-    data: FederatedData,
-    indices: np.ndarray,
-    train: Any,
+    setup: ClientSetup,
+    start: dict[str, torch.Tensor],
+    dec: dict[str, np.ndarray],
     lr: float,
-    trainable: set[str],
-    seed: int,
-    steps: int | None = None,
-    augment: bool = False,
-    optimizer_state: dict[str, Any] | None = None,
-    only: set[str] | None = None,
-    bn_mode: str = "batch",
-    adf_lr_scale: float = 1.0,
-) -> tuple[float, dict[str, Any]]:
-    """Train `model` in place on the client's samples; returns (mean loss, optimizer state).
-
-    `only` restricts training to a subset of `trainable` (the LSA factor-only steps);
-    `bn_mode`: batch (usual train mode), frozen (running statistics used, not updated) or
-    running (running statistics used, updated from each batch before it is normalised);
-    `adf_lr_scale` multiplies the lr of the ADF factors. train.precision (autocast) and
-    train.memory_format (the model is converted in place) apply.
-    """
-    names = trainable if only is None else (trainable & only)
-    _set_trainable(model, names)
-    use_memory_format(model, train.memory_format)
-    opt = make_optimizer(model, train, lr, names, adf_lr_scale)
-    if optimizer_state is not None:
-        opt.load_state_dict(optimizer_state)
-        for g in opt.param_groups:
-            g["lr"] = lr * adf_lr_scale if g.get("adf") else lr
-    gen = torch.Generator().manual_seed(derive_seed(seed, 1))
-    torch.manual_seed(derive_seed(seed, 2))  # dropout and other global-RNG layers
-    idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).to(data.x_train.device)
-    n_steps = local_step_count(len(idx), train) if steps is None else steps
-    model.train()
-    hooks = []
-    if bn_mode in ("frozen", "running"):
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
-                if bn_mode == "running":
-                    hooks.append(m.register_forward_pre_hook(_update_running_stats))
-    try:
-        return _train_steps(model, data, idx, train, n_steps, gen, augment, opt)
-    finally:
-        for h in hooks:
-            h.remove()
-
-
-def _update_running_stats(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-    """Forward pre-hook of bn_mode=running: EMA-update running statistics from the batch.
-
-    The layer then normalises with its running statistics (eval mode), so no gradient flows
-    through the statistics and a per-filter factor before it is not cancelled.
-    """
-    x = inputs[0]
+    round_: int,
+) -> None:
+    """LSA-style: set weights to start + decoded update, train only the factors."""
+    cfg = setup.cfg
     with torch.no_grad():
-        dims = [0, *range(2, x.dim())]
-        mean = x.mean(dims)
-        var = x.var(dims, unbiased=True) if x.numel() > x.shape[1] else torch.ones_like(mean)
-        m = module.momentum if module.momentum is not None else 0.1
-        module.running_mean.mul_(1 - m).add_(mean, alpha=m)
-        module.running_var.mul_(1 - m).add_(var, alpha=m)
-        module.num_batches_tracked.add_(1)
-
-
-def _train_steps(
-    model: nn.Module,
-    data: FederatedData,
-    idx: torch.Tensor,
-    train: Any,
-    n_steps: int,
-    gen: torch.Generator,
-    augment: bool,
-    opt: torch.optim.Optimizer,
-) -> tuple[float, dict[str, Any]]:
-    """The local mini-batch loop; returns (mean loss, optimizer state)."""
-    device = idx.device
-    precision, fmt = train.precision, train.memory_format
-    scaler = (
-        torch.amp.GradScaler(device.type, init_scale=FP16_INIT_SCALE)
-        if precision == "fp16"
-        else None
+        state = model.state_dict()
+        for n, s in setup.template.items():
+            if s.kind == "weight":
+                state[n].copy_(start[n] + torch.from_numpy(dec[n]).to(start[n].device))
+    factors = {n for n in setup.trainable if is_adf_name(n)}
+    # only factors train here, so their lr is the steps' lr: lsa_lr as given, or the
+    # round's lr times adf_lr_scale
+    lsa_lr = cfg.method.lsa_lr or lr * cfg.method.adf_lr_scale
+    train_local(
+        model,
+        setup.data,
+        setup.indices,
+        cfg.train,
+        lsa_lr,
+        setup.trainable,
+        derive_seed(cfg.seed, round_, setup.client, 0x15A),
+        steps=cfg.method.lsa_steps,
+        augment=cfg.data.augment,
+        only=factors,
+        bn_mode="frozen",
     )
-    total, count = 0.0, 0
-    for b in _batches(len(idx), train.batch_size, n_steps, gen):
-        sel = idx[b.to(device)]
-        x = _normalize(data, data.x_train[sel])
-        y = data.y_train[sel]
-        if augment:
-            x, y = _augment(x, y, data.task, gen)
-        x = _layout(x, fmt)
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, precision):
-            loss = _loss(model(x), y, data.task)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
-        total += float(loss.detach()) * len(sel)
-        count += len(sel)
-    return total / max(count, 1), opt.state_dict()
 
 
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    data: FederatedData,
-    batch_size: int,
-    split: str = "test",
-    precision: str = "fp32",
-    memory_format: str = "contiguous",
-) -> dict[str, float]:
-    """Loss, accuracy and the task metric (accuracy, mAP or mIoU) of `model` on a split.
+class LocalClients:
+    """The default ClientExecutor: every client in this process, holding all clients' states.
 
-    Keys are prefixed with "test_" whatever the split (the caller renames them). The
-    forward runs under autocast(`precision`), the model converted to `memory_format`; loss
-    and metrics are computed from float32 logits.
+    `setup_of(k)` gives client k's setup when it runs (so it sees the run's current
+    trainable set and compressor). With `workers` > 1 the clients train `workers` at a
+    time on a ClientPool's replicas (a chunk is coded before the next one trains, because
+    each replica holds its client's model until then); the chunk's wall time is charged
+    once, to its first client. Otherwise each client trains in place on `model`.
     """
-    from fedbench.data import TaskMetric
 
-    if split == "val":
-        xs, ys = data.x_val, data.y_val
-        if xs is None or len(xs) == 0:
-            raise ValueError("evaluate: the data has no validation split")
-    else:
-        xs, ys = data.x_test, data.y_test
-    model.eval()
-    use_memory_format(model, memory_format)
-    metric = TaskMetric(data.task, data.num_classes)
-    loss_sum, correct, count, n = 0.0, 0, 0, 0
-    for i in range(0, len(xs), batch_size):
-        x = _layout(_normalize(data, xs[i : i + batch_size]), memory_format)
-        y = ys[i : i + batch_size]
-        with autocast(xs.device, precision):
-            out = model(x)
-        out = out.float()  # bf16/fp16 logits: the loss and argmax in float32
-        if data.task == "segmentation" and out.shape[-2:] != y.shape[-2:]:
-            out = F.interpolate(out, size=y.shape[-2:], mode="bilinear", align_corners=False)
-        loss_sum += float(_loss(out, y, data.task)) * len(x)
-        n += len(x)
-        if data.task == "multilabel":
-            correct += int(((out > 0).float() == y).sum())
-            count += y.numel()
-        elif data.task == "segmentation":
-            valid = y != IGNORE_INDEX
-            correct += int(((out.argmax(1) == y) & valid).sum())
-            count += int(valid.sum())
-        else:
-            correct += int((out.argmax(1) == y).sum())
-            count += len(y)
-        metric.update(out.float().cpu(), y.cpu())
-    res = {"test_loss": loss_sum / max(n, 1), "test_acc": correct / max(count, 1)}
-    if data.task == "multilabel":
-        res["test_map"] = float(metric.compute())
-    elif data.task == "segmentation":
-        res["test_miou"] = float(metric.compute())
-    return res
+    def __init__(
+        self,
+        model: nn.Module,
+        setup_of: Callable[[int], ClientSetup],
+        workers: int = 1,
+        threads: int = 1,
+    ) -> None:
+        self.model = model
+        self.setup_of = setup_of
+        self.workers = workers
+        self.threads = threads
+        self.states: dict[int, ClientState] = {}
+        self.pool: ClientPool | None = None
+
+    def _finish(self, result: ClientResult) -> ClientResult:
+        """Keep the client's new state (a remote client would keep its own)."""
+        self.states[result.client] = result.state
+        return result
+
+    def run_round(
+        self, round_: int, selected: Sequence[int], start: dict[str, torch.Tensor], lr: float
+    ) -> list[ClientResult]:
+        """Run the selected clients from `start`; results in the order of `selected`."""
+        states = {k: self.states.get(k, ClientState()) for k in selected}
+        if self.workers <= 1 or len(selected) <= 1:
+            return [
+                self._finish(
+                    client_update(self.model, self.setup_of(k), start, lr, round_, states[k])
+                )
+                for k in selected
+            ]
+        if self.pool is None:
+            self.pool = ClientPool(self.model, self.workers, self.threads)
+        out = []
+        for i in range(0, len(selected), self.workers):
+            chunk = list(selected[i : i + self.workers])
+            setups = {k: self.setup_of(k) for k in chunk}
+            t0 = time.perf_counter()
+            done = self.pool.map(
+                lambda model, k, setups=setups: train_client(
+                    model, setups[k], start, lr, round_, states[k]
+                ),
+                chunk,
+            )
+            par_s = time.perf_counter() - t0
+            # the global RNG as sequential training leaves it (the workers re-seeded it in
+            # turn; nothing drew from it, see the dropout check)
+            seed = setups[chunk[-1]].cfg.seed
+            torch.manual_seed(derive_seed(derive_seed(seed, round_, chunk[-1]), 2))
+            for j, (k, (replica, trained)) in enumerate(zip(chunk, done, strict=True)):
+                res = client_update(replica, setups[k], start, lr, round_, states[k], trained)
+                if j == 0:
+                    res.train_s += par_s
+                out.append(self._finish(res))
+        return out
+
+    def close(self) -> None:
+        """Stop the pool's worker threads, if any."""
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None

@@ -76,7 +76,7 @@ train
                                 fp16 scales the loss (torch.amp.GradScaler, a fresh one per
                                 client and round starting at 2^10; a step whose gradients
                                 overflow is skipped). On CPUs bf16 can only pay with bf16
-                                matrix units (AMX, see fedbench.fl.client.cpu_bf16_support):
+                                matrix units (AMX, see fedbench.fl.training.cpu_bf16_support):
                                 with AVX512-BF16 alone ResNet-20 trained at 0.7-0.8x the
                                 fp32 samples/s. fp16 autocast runs on any CPU but is slow on
                                 most (no fp16 matrix units), so it is meant for CUDA.
@@ -98,7 +98,7 @@ train
 setting
   direction (uni|bi, uni)       uni: uplink compressed, downlink = full fp32 model to each
                                 selected client; bi: both compressed; a selected client
-                                receives the broadcasts it missed (see fedbench.fl.loop).
+                                receives the broadcasts it missed (see fedbench.fl.ledger).
   initial_model (free|charged, free)  delivery of the initial model: free (a shared seed
                                 or public checkpoint gives it) or charged at float32, once to
                                 each client when it is first selected; the same for every

@@ -1,4 +1,4 @@
-"""The ledger of transmitted bytes: every message of a run passes through `Ledger.charge`.
+"""The ledger of transmitted bytes (`Ledger.charge`) and the downlink charging rules (`Downlink`).
 
 One entry per message (one payload sent to one or more receivers): round, direction (up or
 down), kind, sender, receivers, the payload's length and its split over tensor classes, and
@@ -11,6 +11,28 @@ Tensor classes: weight (conv/linear weights, ndim >= 2), bn_affine (BatchNorm we
 bias), bn_stats (BatchNorm running statistics), bias (other biases), adf (filter factors),
 other (any other float tensor), overhead (container headers, lengths, CRCs: bytes of a
 payload not attributable to one tensor).
+
+A round r is: broadcast (the server's model to the round's selected clients), local
+training, upload, aggregation. What each message costs, for the method and for what
+uncompressed FedAvg (the fp32 reference) sends for the same message:
+
+- uplink: len() of each selected client's bitstream; reference: 4 bytes per transmitted
+  parameter of the same architecture without filter factors.
+- initial model (round 1's broadcast): free by default (a shared seed or public checkpoint
+  gives it); `setting.initial_model: charged` charges the full float32 model once to each
+  client when it is first selected, for the method and the reference alike.
+- downlink from round 2 on, unidirectional: the full float32 model (4 bytes per transmitted
+  parameter) to each selected client; reference likewise (without factors).
+- downlink from round 2 on, bidirectional: after aggregating round r the server codes one
+  broadcast (mean update + server residual). A client receives, when it is next selected,
+  every broadcast it has missed (catch-up, so partial participation stays in sync), or the
+  clients' current model as float32 when that is smaller; it is charged then. The reference
+  sends each selected client the float32 model. The broadcast after the last round is
+  computed (the clients' model of the last round is evaluated on it) but never charged:
+  no training uses it.
+- compression_ratio = fp32 bytes / bytes charged, over the same rounds and clients.
+
+The downlink rules live in `Downlink.deliver`; the uplink is charged by the round loop.
 """
 
 from __future__ import annotations
@@ -28,6 +50,8 @@ from fedbench.fl.compressors import OVERHEAD
 __all__ = [
     "CLASSES",
     "DIRECTIONS",
+    "SERVER",
+    "Downlink",
     "Ledger",
     "Transmission",
     "class_bytes",
@@ -41,6 +65,7 @@ DIRECTIONS = ("up", "down")
 # clients' current model as float32, when cheaper than the missed broadcasts), model (the
 # full-precision model, unidirectional downlink), initial (the initial model's delivery).
 KINDS = ("update", "broadcast", "catchup", "snapshot", "model", "initial")
+SERVER = -1  # the server's id in ledger receivers
 
 
 def tensor_classes(model: nn.Module, names: Iterable[str]) -> dict[str, str]:
@@ -210,3 +235,100 @@ class Ledger:
                 ]
             )
         return buf.getvalue()
+
+
+class Downlink:
+    """The downlink charging rules (module docstring) and the per-client state they need.
+
+    Sizes: `num_tx` / `num_tx_ref` transmitted parameters of the method / of the reference
+    (without factors), `model_params` / `model_params_ref` all float parameters of each;
+    `tx_classes` / `full_classes` the float32 bytes of the transmitted tensors / of the
+    whole model per tensor class.
+    """
+
+    def __init__(
+        self,
+        direction: str,
+        initial_model: str,
+        *,
+        num_tx: int,
+        num_tx_ref: int,
+        model_params: int,
+        model_params_ref: int,
+        tx_classes: dict[str, int],
+        full_classes: dict[str, int],
+    ) -> None:
+        self.direction = direction
+        self.initial_model = initial_model
+        self.num_tx = num_tx
+        self.num_tx_ref = num_tx_ref
+        self.model_params = model_params
+        self.model_params_ref = model_params_ref
+        self.tx_classes = tx_classes
+        self.full_classes = full_classes
+        # Bidirectional: (bytes, class bytes) of the broadcast after each round (index r-1),
+        # and per client the last round whose broadcast it has received (0: initial model).
+        self.broadcasts: list[tuple[int, dict[str, int]]] = []
+        self.synced: dict[int, int] = {}
+        self.initialised: set[int] = set()
+
+    def record_broadcast(self, nbytes: int, classes: dict[str, int]) -> None:
+        """Note the broadcast coded after the current round (charged when delivered)."""
+        self.broadcasts.append((nbytes, classes))
+
+    def deliver(self, ledger: Ledger, r: int, selected: list[int]) -> None:
+        """Charge round r's broadcast to the selected clients."""
+        if self.initial_model == "charged":
+            new = [k for k in selected if k not in self.initialised]
+            if new:
+                ledger.charge(
+                    r,
+                    "down",
+                    "initial",
+                    "server",
+                    new,
+                    4 * self.model_params,
+                    4 * self.model_params_ref,
+                    self.full_classes,
+                )
+        self.initialised.update(selected)
+        if r == 1:
+            return  # round 1 trains from the initial model
+        ref = 4 * self.num_tx_ref
+        if self.direction == "uni":
+            ledger.charge(
+                r, "down", "model", "server", selected, 4 * self.num_tx, ref, self.tx_classes
+            )
+            return
+        groups: dict[int, list[int]] = {}
+        for k in selected:
+            groups.setdefault(self.synced.get(k, 0), []).append(k)
+        for last, clients in sorted(groups.items()):
+            missed = self.broadcasts[last : r - 1]
+            nbytes = sum(n for n, _ in missed)
+            if nbytes > 4 * self.num_tx:
+                # the clients' current model as float32 reproduces `view` exactly
+                kind, nbytes, classes = "snapshot", 4 * self.num_tx, self.tx_classes
+            else:
+                kind = "broadcast" if len(missed) == 1 else "catchup"
+                classes = dict.fromkeys(CLASSES, 0)
+                for _, c in missed:
+                    for key, v in c.items():
+                        classes[key] += v
+            ledger.charge(r, "down", kind, "server", clients, nbytes, ref, classes)
+            for k in clients:
+                self.synced[k] = r - 1
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain data for checkpoints."""
+        return {
+            "broadcasts": [[n, dict(c)] for n, c in self.broadcasts],
+            "synced": {int(k): int(v) for k, v in self.synced.items()},
+            "initialised": sorted(int(k) for k in self.initialised),
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Inverse of to_state."""
+        self.broadcasts = [(int(n), dict(c)) for n, c in state["broadcasts"]]
+        self.synced = {int(k): int(v) for k, v in state["synced"].items()}
+        self.initialised = set(state["initialised"])

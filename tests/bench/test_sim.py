@@ -18,7 +18,7 @@ from fltools import small_config, synthetic_arrays, tiny_model_fn
 from fedbench.bench.sim import COLUMNS, LABELS, run_sim_bench, write_outputs
 from fedbench.cli import main
 from fedbench.fl.aggregation import select_clients
-from fedbench.fl.client import federated_data_from_arrays
+from fedbench.fl.data import federated_data_from_arrays
 
 SIZES = (37, 50, 73)
 

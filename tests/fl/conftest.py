@@ -7,7 +7,7 @@ import pytest
 import torch
 from fltools import synthetic_arrays
 
-from fedbench.fl.client import federated_data_from_arrays
+from fedbench.fl.data import federated_data_from_arrays
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedbench.fl.client import FederatedData
 from fedbench.fl.config import RunConfig, config_from_dict
+from fedbench.fl.data import FederatedData
 
 
 class TinyNet(nn.Module):

@@ -12,8 +12,9 @@ from fltools import TinyNet, small_config, tiny_model_fn
 
 from fedbench.fl.adf import attach_adf, is_adf_name
 from fedbench.fl.aggregation import select_clients
+from fedbench.fl.checkpoint import CHECKPOINT, CheckpointMismatch
 from fedbench.fl.compressors import Fp32Compressor
-from fedbench.fl.loop import CHECKPOINT, CheckpointMismatch, FederatedRun, run_fl
+from fedbench.fl.loop import FederatedRun, run_fl
 
 
 def _model_params(adf: bool = False, nonweights: bool = True) -> int:
@@ -235,7 +236,7 @@ def test_partial_update_keeps_clients_and_server_equal(synthetic_data, tmp_path)
 
 
 def test_clients_model_is_evaluated_in_bidirectional_runs(synthetic_data, tmp_path):
-    from fedbench.fl.client import evaluate
+    from fedbench.fl.training import evaluate
 
     cfg = small_config(
         method={"name": "unscaled", "sparsity": 0.99, "qp": -8},
@@ -325,10 +326,10 @@ def test_next_broadcast_codes_mean_update_plus_server_residual(synthetic_data, t
 
 
 def test_adf_with_frozen_factors_equals_unscaled_bit_for_bit(synthetic_data, tmp_path, monkeypatch):
-    from fedbench.fl import client
+    from fedbench.fl import training
 
     batches = {"adf": [], "unscaled": []}
-    orig = client._batches
+    orig = training._batches
     current = []
 
     def record(n, bs, steps, gen):
@@ -336,7 +337,7 @@ def test_adf_with_frozen_factors_equals_unscaled_bit_for_bit(synthetic_data, tmp
         batches[current[0]].append([b.tolist() for b in out])
         return out
 
-    monkeypatch.setattr(client, "_batches", record)
+    monkeypatch.setattr(training, "_batches", record)
     runs, weight_bytes = {}, {}
     for method in ("adf", "unscaled"):
         cfg = small_config(
@@ -394,7 +395,7 @@ def test_rounds_are_selected_on_the_validation_split(synthetic_data, tmp_path):
 def test_no_validation_split_means_no_selection(tmp_path):
     from fltools import synthetic_arrays
 
-    from fedbench.fl.client import federated_data_from_arrays
+    from fedbench.fl.data import federated_data_from_arrays
 
     x_tr, y_tr, x_te, y_te = synthetic_arrays()
     data = federated_data_from_arrays(x_tr, y_tr, x_te, y_te, [np.arange(160)], "classification", 2)
@@ -406,7 +407,7 @@ def test_no_validation_split_means_no_selection(tmp_path):
 
 
 def test_split_validation_is_seeded_and_disjoint():
-    from fedbench.fl.client import split_validation
+    from fedbench.fl.data import split_validation
 
     tr, va = split_validation(1000, 0.1, 3)
     assert len(va) == 100 and len(tr) == 900

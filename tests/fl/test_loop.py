@@ -8,7 +8,9 @@ import pytest
 import torch
 from fltools import TinyNet, small_config, tiny_model_fn
 
-from fedbench.fl.loop import METRIC_COLUMNS, FederatedRun, StopRun, build_template, run_fl
+from fedbench.fl.loop import FederatedRun, StopRun, run_fl
+from fedbench.fl.outputs import METRIC_COLUMNS
+from fedbench.fl.template import build_template
 
 TIMING_KEYS = {"wall_s", "train_s", "code_s", "eval_s"}
 
@@ -100,7 +102,7 @@ def test_same_seed_same_result_other_seed_differs(synthetic_data, tmp_path):
 
 
 def test_changed_config_starts_over_with_a_warning(synthetic_data, tmp_path):
-    from fedbench.fl.loop import CheckpointMismatch
+    from fedbench.fl.checkpoint import CheckpointMismatch
 
     _run(small_config(train={"rounds": 2}), tmp_path, synthetic_data, stop_after_round=1)
     cfg2 = small_config(train={"rounds": 2, "lr": 0.01})
@@ -254,7 +256,7 @@ def test_unscaled_differs_from_adf_only_by_factors(synthetic_data, tmp_path):
 
 
 def test_divergence_is_reported(synthetic_data, tmp_path):
-    from fedbench.fl.loop import TrainingDiverged
+    from fedbench.fl.client import TrainingDiverged
 
     cfg = small_config(train={"rounds": 1, "lr": 1e30}, method={"name": "fp32"})
     with pytest.raises(TrainingDiverged, match="client"):
@@ -366,7 +368,7 @@ def test_uni_fold_into_untransmitted_tensors_is_a_config_error(synthetic_data, t
 
 def test_factor_lr_scale_and_no_weight_decay():
     from fedbench.fl.adf import attach_adf
-    from fedbench.fl.client import make_optimizer
+    from fedbench.fl.training import make_optimizer
 
     model = TinyNet()
     attach_adf(model, position="output")

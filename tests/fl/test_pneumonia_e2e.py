@@ -68,7 +68,7 @@ def test_pneumonia_learns_and_compresses(data_root, tmp_path, method, direction)
 
 
 def test_validation_split_is_held_out_of_training(data_root):
-    from fedbench.fl.client import load_federated_data
+    from fedbench.fl.data import load_federated_data
 
     cfg = load_config(
         "smoke",

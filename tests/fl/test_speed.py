@@ -9,14 +9,10 @@ import torch
 from fltools import TinyNet, small_config, synthetic_arrays, tiny_model_fn
 from torch import nn
 
-from fedbench.fl.client import (
-    cpu_bf16_support,
-    evaluate,
-    federated_data_from_arrays,
-    train_local,
-)
 from fedbench.fl.config import ConfigError, config_from_dict, load_config
+from fedbench.fl.data import federated_data_from_arrays
 from fedbench.fl.loop import FederatedRun
+from fedbench.fl.training import cpu_bf16_support, evaluate, train_local
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import torch
 from fltools import TinyNet, small_config
 from torch import nn
 
-from fedbench.fl.client import federated_data_from_arrays
+from fedbench.fl.data import federated_data_from_arrays
 from fedbench.fl.loop import run_fl
 
 
