@@ -153,6 +153,11 @@ method
   bn_stats_every (int>=1, 1)    DeepCABAC: send the BatchNorm running statistics in rounds
                                 k, 2k, ... only (zeros in between; error feedback accumulates
                                 them, so round k carries all k rounds' change).
+  bn_stats (send|local, send)   BatchNorm running statistics: send = transmitted like any
+                                tensor (bn_stats_qp, bn_stats_every); local = never sent:
+                                each client keeps its own between rounds, and evaluation
+                                normalises with each test batch's statistics (the server
+                                has none; summary.json `bn_stats_eval` says which were used).
   dq (bool, false)              dependent (trellis-coded) quantization.
   param_opt (bool, false)       codec parameter optimisation.
   codec_mode (nnc|sparse, nnc)
@@ -232,6 +237,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "setting.initial_model": ("free", "charged"),
     "method.sparsifier": SPARSIFIERS,
     "method.codec_mode": ("nnc", "sparse"),
+    "method.bn_stats": ("send", "local"),
     "method.adf_position": ("auto", "weight", "output"),
 }
 
@@ -317,6 +323,7 @@ class MethodConfig:
     nonweight_sparsity: float = 0.0
     exact_sparsity: bool = False
     bn_stats_every: int = 1
+    bn_stats: str = "send"
     dq: bool = False
     param_opt: bool = False
     codec_mode: str = "nnc"
@@ -576,6 +583,12 @@ def _validate(cfg: RunConfig) -> None:
                 v,
             )
     _check(m.bn_stats_every >= 1, "method.bn_stats_every", "must be >= 1", m.bn_stats_every)
+    _check(
+        m.bn_stats_every == 1 or m.bn_stats == "send",
+        "method.bn_stats_every",
+        "sends the statistics every k rounds, so it needs method.bn_stats=send",
+        m.bn_stats_every,
+    )
     _check(
         0 <= m.nonweight_sparsity < 1,
         "method.nonweight_sparsity",

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fl"))
 from fltools import small_config, synthetic_arrays, tiny_model_fn
 
 from fedbench.bench.bytes import VARIANTS, format_markdown, run_bytes_bench
-from fedbench.fl.client import federated_data_from_arrays
+from fedbench.fl.data import federated_data_from_arrays
 from fedbench.fl.ledger import CLASSES
 
 

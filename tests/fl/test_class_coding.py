@@ -207,15 +207,26 @@ def test_measured_sparsity_in_the_summary_follows_the_knob(synthetic_data, tmp_p
 
     nominal = 0.7
     cfg = small_config(
-        method={"name": "unscaled", "sparsity": nominal, "qp": -8, "exact_sparsity": True},
+        method={
+            "name": "unscaled",
+            "sparsity": nominal,
+            "downlink_sparsity": 0.9,
+            "qp": -8,
+            "exact_sparsity": True,
+        },
+        setting={"direction": "bi"},
         train={"rounds": 2},
     )
     s = run_fl(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
-    assert s["config"]["method"]["sparsity"] == nominal
+    assert s["sparsity_nominal"] == s["config"]["method"]["sparsity"] == nominal
+    assert s["downlink_sparsity_nominal"] == 0.9
     run = FederatedRun(cfg, tmp_path / "t", data=synthetic_data, model_fn=tiny_model_fn)
     sizes = [s.size for s in run.template.values() if s.kind == "weight"]
     tol = 0.5 * len(sizes) / sum(sizes)
     assert abs(s["mean_update_sparsity"] - nominal) <= tol
+    # (the broadcast has exact zeros where no client sent anything: a target below that
+    # fraction cannot be met; 0.9 is above it)
+    assert abs(s["mean_downlink_sparsity"] - 0.9) <= tol
 
 
 # ------------------------------------------------------------ BatchNorm statistics every k
