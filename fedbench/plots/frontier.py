@@ -327,8 +327,7 @@ def write_headline(
             f"| {r['coder']} | {r['seeds']} | {r['acc_mean']:.4f} +- {r['acc_sd']:.4f} "
             f"| {r['fp32_acc_mean']:.4f} +- {r['fp32_acc_sd']:.4f} "
             f"| {r['total_bytes_mean'] / 1e6:.3f} | {r['ratio_mean']:.0f}x "
-            f"| {r['paper_ratio']:.0f}x | {r['sparsity_nominal']:.4g}/"
-            f"{r['sparsity_measured']:.4g} |"
+            f"| {r['paper_ratio']:.0f}x | {_sparsity_cell(r)} |"
         )
     lines += ["", "Commands (first seed, seed=0, from a clean checkout):", ""]
     for r in rows:

@@ -198,3 +198,5 @@ def test_frontier_command_writes_figures_and_tables(tmp_path):
     assert list(rows[0]) == frontier.HEADLINE_COLUMNS
     md = (out / "headline.md").read_text()
     assert "377x" in md and "equal-bytes" in md and "n = 3 seeds" in md
+    # fp32 has no sparsity knob: an empty cell; the sparsifying rows show nominal/measured
+    assert "| 377x |  |" in md and "| 0.99/0.99 |" in md and "nan" not in md
