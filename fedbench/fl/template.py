@@ -11,6 +11,7 @@ from fedbench.fl.adf import is_adf_name
 from fedbench.fl.compressors import TensorSpec
 from fedbench.fl.config import ConfigError, RunConfig
 from fedbench.fl.data import FederatedData
+from fedbench.fl.ledger import tensor_classes
 
 __all__ = ["build_template", "default_model", "is_running_stat", "resolve_device"]
 
@@ -99,6 +100,8 @@ def build_template(model: nn.Module, cfg: RunConfig) -> dict[str, TensorSpec]:
     if cfg.setting.partial:
         chosen = _match_partial(model, names, cfg.setting.partial)
         names = [n for n in names if n in chosen]
+    # the ledger's classes, so that each tensor is coded at the QP of the class it is charged to
+    classes = tensor_classes(model, names)
     template = {}
     for n in names:
         t = state[n]
@@ -107,7 +110,7 @@ def build_template(model: nn.Module, cfg: RunConfig) -> dict[str, TensorSpec]:
             continue
         if cfg.method.bn_stats == "local" and is_running_stat(n):
             continue  # each client keeps its own (fedbench.fl.client.ClientState.bn_stats)
-        template[n] = TensorSpec(tuple(t.shape), "weight" if is_weight else "fine")
+        template[n] = TensorSpec(tuple(t.shape), "weight" if is_weight else "fine", classes[n])
     if not template:
         raise ConfigError("setting.partial: no tensor left to train and transmit")
     return template

@@ -59,6 +59,11 @@ def test_tensor_class_from_names_matches_the_ledger_on_a_batchnorm_net():
         if t.is_floating_point()
     }
     assert {n: tensor_class(n, template) for n in template} == tensor_classes(model, template)
+    # the run's template carries the ledger's classes explicitly
+    from fedbench.fl.template import build_template
+
+    tpl = build_template(model, small_config(method={"name": "unscaled"}))
+    assert {n: s.cls for n, s in tpl.items()} == tensor_classes(model, tpl)
     # an explicit class wins over the names
     assert tensor_class("x", {"x": TensorSpec((3,), "fine", "bn_stats")}) == "bn_stats"
 
