@@ -34,6 +34,7 @@ include: "workflows/data.smk"
 include: "workflows/fl.smk"
 include: "workflows/codec.smk"
 include: "workflows/figures.smk"
+include: "workflows/frontier.smk"
 
 
 report: "workflows/report/workflow.rst"
@@ -52,4 +53,5 @@ rule all:
         RUN_INPUTS,
         figure_targets(),
         table_targets(),
+        frontier_targets(),
         codec_targets(),

@@ -155,7 +155,13 @@ def test_default_config_covers_methods_and_directions() -> None:
     cells = expected_cells(REPO / "config" / "config.yaml")
     assert {c[0] for c in cells} == {"pneumoniamnist", "cifar10"}
     assert {c[2] for c in cells} == {"uni", "bi"}
-    assert {c[3] for c in cells} == {"fp32", "unscaled", "adf", "stc"}
+    assert {"fp32", "unscaled", "adf", "stc"} <= {c[3] for c in cells}
+    # the frontier slice adds a few points of every other registered method
+    from fedbench.fl.methods import method_names
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    names = {(cfg["methods"][c[3]] or {}).get("name", c[3]) for c in cells}
+    assert names == set(method_names())
 
 
 def test_paper_grid_spans_the_paper() -> None:
