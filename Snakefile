@@ -35,6 +35,7 @@ include: "workflows/data.smk"
 include: "workflows/fl.smk"
 include: "workflows/codec.smk"
 include: "workflows/figures.smk"
+include: "workflows/frontier.smk"
 
 
 report: "workflows/report/workflow.rst"
@@ -54,4 +55,5 @@ rule all:
         PRETRAIN_TARGETS,
         figure_targets(),
         table_targets(),
+        frontier_targets(),
         codec_targets(),

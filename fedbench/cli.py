@@ -8,7 +8,7 @@ import sys
 
 # Each module in fedbench.commands exposes `register(subparsers)`; it must import heavy
 # libraries (torch, matplotlib) lazily, inside the command functions.
-COMMAND_MODULES = ("bench", "codec", "data", "fl", "plots", "pretrain")
+COMMAND_MODULES = ("bench", "codec", "data", "fl", "flower", "plots", "pretrain")
 
 
 def build_parser() -> argparse.ArgumentParser:

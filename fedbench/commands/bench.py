@@ -27,6 +27,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--out", "-o", required=True, help="output folder")
     sim.add_argument("--stem", default="sim_bench", help="file name stem (default sim_bench)")
     sim.set_defaults(func=_run_sim)
+    byt = sub.add_parser(
+        "bytes",
+        help="bytes per tensor class of one real update under each coding variant",
+        description=(
+            "Train one client for one round of a run config (data.num_clients=1, "
+            "uncompressed), code that update with each variant of fedbench.bench.bytes "
+            "(class QPs, non-weight sparsity, exact sparsity, codec mode) and write "
+            "OUT/STEM.csv, OUT/STEM.md and OUT/STEM.json."
+        ),
+    )
+    add_config_arguments(byt, required=True)
+    byt.add_argument("--out", "-o", required=True, help="output folder")
+    byt.add_argument("--stem", default="bytes_bench", help="file name stem (default bytes_bench)")
+    byt.set_defaults(func=_run_bytes)
 
 
 def _run_sim(args: argparse.Namespace) -> int:
@@ -59,4 +73,28 @@ def _run_sim(args: argparse.Namespace) -> int:
     csv_path, json_path = write_outputs(report, Path(args.out) / args.stem)
     print(format_table(report))
     print(f"wrote {csv_path} and {json_path}")
+    return 0
+
+
+def _run_bytes(args: argparse.Namespace) -> int:
+    """Execute `fedbench bench bytes`."""
+    from pathlib import Path
+
+    from fedbench.fl.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, list(args.overrides))
+    except ConfigError as exc:
+        print(f"fedbench bench bytes: invalid config: {exc}", file=sys.stderr)
+        return 2
+    from fedbench.bench.bytes import format_markdown, run_bytes_bench, write_outputs
+
+    words = ["fedbench", "bench", "bytes", "--config", str(args.config)]
+    for item in args.overrides:
+        words += ["--set", item]
+    words += ["--out", str(args.out), "--stem", args.stem]
+    report = run_bytes_bench(cfg, command=shlex.join(words))
+    paths = write_outputs(report, Path(args.out) / args.stem)
+    print(format_markdown(report))
+    print("wrote " + ", ".join(map(str, paths)))
     return 0

@@ -47,6 +47,27 @@ def _table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _frontier(args: argparse.Namespace) -> int:
+    """Draw the frontier figures and write the headline table."""
+    from pathlib import Path
+
+    from fedbench.plots import frontier
+    from fedbench.plots.runs import find_run_dirs
+
+    raw = frontier.load_points(find_run_dirs(args.runs))
+    if not raw:
+        print("fedbench plots frontier: error: no run folders found", file=sys.stderr)
+        return 2
+    points = frontier.operating_points(raw)
+    for ds in sorted({p["dataset"] for p in points}):
+        frontier.plot_frontier(points, ds, Path(args.out) / f"frontier_{ds}", args.tolerance)
+    rows = frontier.headline_rows(points, args.tolerance)
+    notes = frontier.equal_bytes_notes(raw)
+    frontier.write_headline(rows, notes, args.csv, args.md, args.tolerance)
+    print(f"{len(raw)} runs, {len(points)} operating points -> {args.csv}, {args.md}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `fedbench plots figures` and `fedbench plots table`."""
     parser = subparsers.add_parser(
@@ -88,3 +109,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tab.add_argument("--csv", required=True, metavar="FILE", help="output CSV")
     tab.add_argument("--md", required=True, metavar="FILE", help="output Markdown")
     tab.set_defaults(func=_table)
+
+    fro = sub.add_parser(
+        "frontier",
+        help="rate-accuracy frontier figures and the headline table",
+        description="From the run folders of a sweep: frontier_<dataset> (accuracy mean +- 1 sd "
+        "vs total MB, log x, one curve per method, Pareto front, fp32 a point) and the headline "
+        "table (highest ratio within --tolerance of fp32, best and best-nnc rows, ADF vs "
+        "unscaled at equal bytes in the notes).",
+    )
+    fro.add_argument("--runs", nargs="+", required=True, metavar="DIR", help="run folders or roots")
+    fro.add_argument("--out", required=True, metavar="DIR", help="folder of the frontier figures")
+    fro.add_argument("--csv", required=True, metavar="FILE", help="headline CSV")
+    fro.add_argument("--md", required=True, metavar="FILE", help="headline Markdown")
+    fro.add_argument(
+        "--tolerance", type=float, default=0.01, help="accuracy below fp32 allowed (0.01)"
+    )
+    fro.set_defaults(func=_frontier)

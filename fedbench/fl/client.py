@@ -23,6 +23,7 @@ from fedbench.fl.compressors import TensorSpec, UpdateCompressor, compress_with_
 from fedbench.fl.config import RunConfig
 from fedbench.fl.data import FederatedData
 from fedbench.fl.parallel import ClientPool
+from fedbench.fl.template import is_running_stat
 from fedbench.fl.training import train_local
 
 __all__ = [
@@ -43,10 +44,12 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class ClientState:
-    """What a client keeps between rounds: its error-feedback residual, its optimizer state."""
+    """What a client keeps between rounds: its error-feedback residual, its optimizer state
+    and, with method.bn_stats=local, its own BatchNorm running statistics."""
 
     residual: dict[str, np.ndarray] | None = None
     optimizer_state: dict[str, Any] | None = None
+    bn_stats: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -102,6 +105,12 @@ def train_client(
     """Load `start` into `model` and train the client on it; (mean loss, optimizer state)."""
     cfg = setup.cfg
     model.load_state_dict(start)
+    if state.bn_stats:
+        # method.bn_stats=local: the client's own statistics replace the start model's
+        with torch.no_grad():
+            buffers = model.state_dict()
+            for n, t in state.bn_stats.items():
+                buffers[n].copy_(t)
     return train_local(
         model,
         setup.data,
@@ -164,7 +173,13 @@ def client_update(
     # server's, so the simulation decodes each bitstream once.
     bits, dec, residual = compress_with_feedback(up, update)
     code_s += time.perf_counter() - t1
-    return ClientResult(k, bits, dec, loss, train_s, code_s, ClientState(residual, new_opt))
+    bn_stats = None
+    if cfg.method.bn_stats == "local":
+        bn_stats = {
+            n: t.detach().clone() for n, t in model.state_dict().items() if is_running_stat(n)
+        }
+    state = ClientState(residual, new_opt, bn_stats)
+    return ClientResult(k, bits, dec, loss, train_s, code_s, state)
 
 
 def _delta(

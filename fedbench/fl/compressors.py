@@ -5,8 +5,12 @@ ordered template (`TensorSpec` per transmitted tensor: shape and kind). Kinds:
 
 - "weight": a weight tensor with ndim >= 2; sparsified (sparse methods) and coded at `qp`.
 - "fine":   a non-weight tensor (bias, BatchNorm parameter or statistic) or an ADF factor;
-            never sparsified, coded at the fine `nonweight_qp` (DeepCABAC) or as float16
+            coded at the fine `nonweight_qp` or its class's QP (DeepCABAC) or as float16
             (STC, top-k).
+
+Within "fine", DeepCABAC codes each tensor class (`tensor_class`: bn_affine, bn_stats, bias,
+adf, other; the classes of fedbench.fl.ledger) at its own QP, and can sparsify the non-weight
+classes; every class is under the same error feedback (compress_with_feedback).
 
 Compressors:
 
@@ -15,9 +19,15 @@ Compressors:
 - deepcabac:  sparsify weight tensors, then `fedbench.codec.encode` (QP, DQ, nnc/sparse mode).
               Fine tensors are flattened to 1-D so the codec codes them at `nonweight_qp`
               (ADF factors have shape [C_out, 1, 1, 1] and would otherwise be coded as weights).
-              Option adf_qp (None = nonweight_qp): ADF factors (`*.adf_scale`) are then coded
-              in a codec call of their own at that QP and merged into one container (one
-              header, one CRC), so the stream stays a single fedbench.codec stream.
+              Options bn_affine_qp, bn_stats_qp, bias_qp, adf_qp (None = nonweight_qp): the
+              QP of that class's tensors (per-tensor QPs of one codec call: one container,
+              one header, one CRC). nonweight_sparsity: zero that fraction of the smallest
+              entries of each bn_affine / bn_stats / bias / other tensor. exact_sparsity:
+              the sparsity knob is the measured sparsity (see `fit_qp`): a weight tensor
+              whose smallest kept entry would quantize to zero at `qp` is coded at the
+              coarsest finer QP that keeps it (the QP is stored per tensor in the stream).
+              bn_stats_every = k: BatchNorm running statistics are sent in rounds k, 2k, ...
+              (the round from set_context), as zeros in between; error feedback carries them.
 - stc:        sparse ternary compression (Sattler et al. 2020): top-k per weight tensor (or
               over all weight tensors with sparsifier=topk-global; other sparsifier values
               mean per tensor), kept
@@ -39,7 +49,13 @@ from typing import Any, ClassVar
 import numpy as np
 from numba import njit
 
-from fedbench.fl.sparsify import keep_count, sparsify, sparsify_topk_global, topk_indices
+from fedbench.fl.sparsify import (
+    keep_count,
+    sparsify,
+    sparsify_topk_global,
+    sparsify_unstructured,
+    topk_indices,
+)
 
 __all__ = [
     "COMPRESSORS",
@@ -51,12 +67,15 @@ __all__ = [
     "TensorSpec",
     "TopkFp16Compressor",
     "UpdateCompressor",
+    "NONWEIGHT_CLASSES",
     "build_compressor",
     "compress_with_feedback",
+    "fit_qp",
     "golomb_decode",
     "golomb_encode",
     "optimal_golomb_parameter",
     "register_compressor",
+    "tensor_class",
 ]
 
 
@@ -70,10 +89,14 @@ class CompressorError(ValueError):
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """Shape and kind ("weight" or "fine") of one transmitted tensor."""
+    """Shape, kind ("weight" or "fine") and optionally the tensor class of one tensor.
+
+    `cls` (a fedbench.fl.ledger class; "" = inferred from the names by `tensor_class`).
+    """
 
     shape: tuple[int, ...]
     kind: str
+    cls: str = ""
 
     @property
     def size(self) -> int:
@@ -82,6 +105,38 @@ class TensorSpec:
 
 
 Template = dict[str, TensorSpec]
+
+# Tensor classes other than weights and ADF factors (nonweight_sparsity applies to them).
+NONWEIGHT_CLASSES = ("bn_affine", "bn_stats", "bias", "other")
+
+
+def tensor_class(name: str, template: Template) -> str:
+    """Class of a template tensor: its `cls`, else inferred from the state_dict names.
+
+    weight (kind weight), adf (`*.adf_scale`), bn_stats (`*.running_mean/var`), bn_affine
+    (`p.weight` 1-D or `p.bias` beside a 1-D `p.weight` or running statistics: a norm
+    layer's affine), bias, other. The model-based fedbench.fl.ledger.tensor_classes agrees on
+    every BatchNorm network; a template built from the model may set `cls` explicitly.
+    """
+    spec = template[name]
+    if spec.cls:
+        return spec.cls
+    prefix, _, leaf = name.rpartition(".")
+    if leaf == "adf_scale":
+        return "adf"
+    if spec.kind == "weight":
+        return "weight"
+    if leaf in ("running_mean", "running_var"):
+        return "bn_stats"
+    sib = template.get(f"{prefix}.weight")
+    norm = (
+        f"{prefix}.running_mean" in template
+        or f"{prefix}.running_var" in template
+        or (sib is not None and len(sib.shape) == 1)
+    )
+    if leaf in ("weight", "bias") and norm:
+        return "bn_affine"
+    return "bias" if leaf == "bias" else "other"
 
 
 class UpdateCompressor(ABC):
@@ -168,6 +223,39 @@ def compress_with_feedback(
     return bits, dec, residual
 
 
+def fit_qp(values: np.ndarray, qp: int, qp_density: int) -> int:
+    """The coarsest QP <= `qp` at which every nonzero entry of `values` keeps a nonzero level.
+
+    Uniform reconstruction quantization (the codec without dq or RDOQ) zeroes |w| < step/2,
+    so sparsifying to a target and then quantizing at a coarse QP zeroes more than the target
+    (QP -32 alone zeroes about 97 % of a ResNet-20 update). Coding the tensor at this QP
+    instead makes the measured sparsity the sparsifier's: the sparsity knob means sparsity,
+    and the step is as coarse as that allows. `qp` itself when it already keeps every entry.
+    """
+    from fedbench.codec.errors import SettingsError
+    from fedbench.codec.quant import quantize_uniform
+
+    nz = np.abs(values[values != 0])
+    if not nz.size:
+        return int(qp)
+    smallest = np.array([nz.min()], dtype=np.float32)
+
+    def keeps(q: int) -> bool:
+        return bool(quantize_uniform(smallest, q, qp_density)[0] != 0)
+
+    if keeps(qp):
+        return int(qp)
+    # step(q) ~ 2^(q / 2^d) and a level is nonzero from |w| >= step / 2: start just above the
+    # answer and walk down (float32 rounding of the step decides the last QP).
+    q = min(int(qp) - 1, math.floor((1 << qp_density) * math.log2(2.0 * float(smallest[0]))) + 1)
+    try:
+        while not keeps(q):
+            q -= 1
+    except SettingsError:
+        return q + 1  # finer steps leave float32: the finest valid QP
+    return q
+
+
 # ----------------------------------------------------------------------------------- fp32
 
 
@@ -205,8 +293,9 @@ class Fp32Compressor(UpdateCompressor):
 class DeepCabacCompressor(UpdateCompressor):
     """Sparsify weight tensors, then DeepCABAC (fedbench.codec) at the configured QPs.
 
-    Options: sparsity, sparsifier, structured_factor, qp, qp_density, nonweight_qp, adf_qp
-    (QP of the ADF factors; None = nonweight_qp), dq, param_opt, codec_mode, num_threads
+    Options: sparsity, sparsifier, structured_factor, qp, qp_density, nonweight_qp,
+    bn_affine_qp / bn_stats_qp / bias_qp / adf_qp (QP of that tensor class; None =
+    nonweight_qp), nonweight_sparsity, exact_sparsity, dq, param_opt, codec_mode, num_threads
     (codec worker threads; the bytes do not depend on it).
     """
 
@@ -226,36 +315,53 @@ class DeepCabacCompressor(UpdateCompressor):
         )
 
     def encode(self, update: dict[str, np.ndarray]) -> bytes:
-        """Sparsify weights, flatten fine tensors, DeepCABAC-encode the whole dict."""
+        """Sparsify weights (and non-weights if asked), flatten fine tensors, DeepCABAC-encode
+        the whole dict with each tensor class at its QP."""
         from fedbench.codec import encode
 
         self._check(update)
         o = self.options
+        cfg = self._codec_config()
         weights = {
             n: np.asarray(update[n], dtype=np.float32)
             for n, s in self.template.items()
             if s.kind == "weight"
         }
+        sparsifier = o.get("sparsifier", "unstructured")
         weights = sparsify(
-            weights,
-            float(o.get("sparsity", 0.0)),
-            o.get("sparsifier", "unstructured"),
-            o.get("structured_factor"),
+            weights, float(o.get("sparsity", 0.0)), sparsifier, o.get("structured_factor")
         )
+        # Structured sparsity counts filters, not entries: no per-entry target to keep.
+        exact = bool(o.get("exact_sparsity", False)) and sparsifier != "structured"
+        class_qp = {c: o.get(f"{c}_qp") for c in ("bn_affine", "bn_stats", "bias", "adf")}
+        nw_sparsity = float(o.get("nonweight_sparsity", 0.0))
+        # bn_stats_every = k: the statistics travel in rounds k, 2k, ... only; in between they
+        # are sent as zeros and error feedback accumulates them (context: seed, round, ...)
+        every = int(o.get("bn_stats_every", 1))
+        hold_stats = every > 1 and len(self.context) > 1 and self.context[1] % every != 0
         tensors: dict[str, np.ndarray] = {}
+        qps: dict[str, int] = {}
         for n, spec in self.template.items():
             if spec.kind == "weight":
                 tensors[n] = np.ascontiguousarray(weights[n], dtype=np.float32)
-            else:
-                # 1-D so the codec applies the fine non-weight QP.
-                tensors[n] = np.ascontiguousarray(update[n], dtype=np.float32).reshape(-1)
-        cfg = self._codec_config()
-        adf_qp = o.get("adf_qp")
-        if adf_qp is None or int(adf_qp) == cfg.nonweight_qp:
-            return encode(tensors, cfg)
-        from fedbench.fl.adf import is_adf_name  # lazy: keeps torch out of plain imports
-
-        return encode(tensors, cfg, qp={n: int(adf_qp) for n in tensors if is_adf_name(n)})
+                if exact:
+                    q = fit_qp(tensors[n], cfg.qp, cfg.qp_density)
+                    if q != cfg.qp:
+                        qps[n] = q
+                continue
+            cls = tensor_class(n, self.template)
+            # 1-D so the codec applies the fine non-weight QP.
+            flat = np.ascontiguousarray(update[n], dtype=np.float32).reshape(-1)
+            if hold_stats and cls == "bn_stats":
+                flat = np.zeros_like(flat)
+            elif nw_sparsity > 0 and cls in NONWEIGHT_CLASSES:
+                flat = sparsify_unstructured(flat, nw_sparsity)
+            tensors[n] = flat
+            q = class_qp.get(cls)
+            if q is not None and int(q) != cfg.nonweight_qp:
+                qps[n] = int(q)
+        # No per-tensor QPs: the call (and the stream) of the configuration without them.
+        return encode(tensors, cfg, qp=qps) if qps else encode(tensors, cfg)
 
     def decode(self, data: bytes) -> dict[str, np.ndarray]:
         """DeepCABAC-decode and restore template shapes."""

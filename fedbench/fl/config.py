@@ -151,6 +151,28 @@ method
   adf_qp (int|null, null)       DeepCABAC QP of the ADF factor updates; null = nonweight_qp.
                                 A coarser value (e.g. -50) saves most of the factors' bits;
                                 ignored by methods without factors.
+  bn_affine_qp, bn_stats_qp, bias_qp (int|null, -32, -16, -32)  DeepCABAC QP of the
+                                BatchNorm affine parameters, BatchNorm running statistics and
+                                other biases (null = nonweight_qp); defaults measured by
+                                `fedbench bench bytes` (README). Every class is under error
+                                feedback, so a coarse QP delays rather than loses what it
+                                rounds away.
+  nonweight_sparsity (0<=s<1, 0)  DeepCABAC: zero this fraction of the smallest entries of
+                                each BatchNorm / bias tensor update (ADF factors excepted).
+  exact_sparsity (bool, false)  DeepCABAC: make `sparsity` the measured sparsity: a weight
+                                tensor whose smallest kept entry would quantize to zero at
+                                `qp` is coded at the coarsest finer QP that keeps it
+                                (fedbench.fl.compressors.fit_qp); false = sparsify then
+                                quantize at `qp`, which zeroes more than `sparsity` whenever
+                                the step is coarse (QP -32 alone zeroes ~97 %).
+  bn_stats_every (int>=1, 1)    DeepCABAC: send the BatchNorm running statistics in rounds
+                                k, 2k, ... only (zeros in between; error feedback accumulates
+                                them, so round k carries all k rounds' change).
+  bn_stats (send|local, send)   BatchNorm running statistics: send = transmitted like any
+                                tensor (bn_stats_qp, bn_stats_every); local = never sent:
+                                each client keeps its own between rounds, and evaluation
+                                normalises with each test batch's statistics (the server
+                                has none; summary.json `bn_stats_eval` says which were used).
   dq (bool, false)              dependent (trellis-coded) quantization.
   param_opt (bool, false)       codec parameter optimisation.
   codec_mode (nnc|sparse, nnc)
@@ -177,6 +199,8 @@ method
                                 train only the factors this many steps, then send.
   lsa_lr (float|null)           lr of those steps (null = the round's lr times adf_lr_scale).
   downlink_sparsity (float|null)  sparsity of the broadcast in bi (null = sparsity).
+  downlink_codec_mode (nnc|sparse|null, null)  codec mode of the broadcast in bi (null =
+                                codec_mode).
 
 eval
   target_accuracy (float|null)  rounds_to_target = first round whose primary metric
@@ -228,6 +252,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "setting.initial_model": ("free", "charged"),
     "method.sparsifier": SPARSIFIERS,
     "method.codec_mode": ("nnc", "sparse"),
+    "method.bn_stats": ("send", "local"),
     "method.adf_position": ("auto", "weight", "output"),
 }
 
@@ -319,6 +344,14 @@ class MethodConfig:
     qp_density: int = 2
     nonweight_qp: int = -75
     adf_qp: int | None = None
+    # measured defaults (fedbench bench bytes, README): 3.7x fewer non-weight bytes than -75
+    bn_affine_qp: int | None = -32
+    bn_stats_qp: int | None = -16
+    bias_qp: int | None = -32
+    nonweight_sparsity: float = 0.0
+    exact_sparsity: bool = False
+    bn_stats_every: int = 1
+    bn_stats: str = "send"
     dq: bool = False
     param_opt: bool = False
     codec_mode: str = "nnc"
@@ -330,6 +363,7 @@ class MethodConfig:
     lsa_steps: int = 0
     lsa_lr: float | None = None
     downlink_sparsity: float | None = None
+    downlink_codec_mode: str | None = None
     # The method's own options (its `Method.Options` dataclass), given next to the shared keys
     # above in the YAML `method:` section; flattened into it by config_to_dict.
     options: Any = field(default=None, repr=False, compare=True)
@@ -566,13 +600,35 @@ def _validate(cfg: RunConfig) -> None:
         m.lsa_steps,
     )
     _check(1 <= m.qp_density <= 5, "method.qp_density", "must be in 1..5", m.qp_density)
-    if m.adf_qp is not None:
+    for key in ("adf_qp", "bn_affine_qp", "bn_stats_qp", "bias_qp"):
+        v = getattr(m, key)
+        if v is not None:
+            _check(
+                _codec_qp_ok(v, m.qp_density),
+                f"method.{key}",
+                "must be null or a QP whose step 2^(qp/2^qp_density) "
+                f"(qp_density={m.qp_density}) is a normal float32",
+                v,
+            )
+    _check(m.bn_stats_every >= 1, "method.bn_stats_every", "must be >= 1", m.bn_stats_every)
+    _check(
+        m.bn_stats_every == 1 or m.bn_stats == "send",
+        "method.bn_stats_every",
+        "sends the statistics every k rounds, so it needs method.bn_stats=send",
+        m.bn_stats_every,
+    )
+    _check(
+        0 <= m.nonweight_sparsity < 1,
+        "method.nonweight_sparsity",
+        "must be in [0, 1)",
+        m.nonweight_sparsity,
+    )
+    if m.downlink_codec_mode is not None:
         _check(
-            _codec_qp_ok(m.adf_qp, m.qp_density),
-            "method.adf_qp",
-            f"must be null or a QP whose step 2^(qp/2^qp_density) (qp_density={m.qp_density}) "
-            "is a normal float32",
-            m.adf_qp,
+            m.downlink_codec_mode in CHOICES["method.codec_mode"],
+            "method.downlink_codec_mode",
+            f"must be null or one of {', '.join(CHOICES['method.codec_mode'])}",
+            m.downlink_codec_mode,
         )
     _check(e.every >= 1, "eval.every", "must be >= 1", e.every)
     if cfg.setting.partial is not None:

@@ -354,6 +354,11 @@ class FederatedRun:
                     for k, res in self.residuals.items()
                 },
                 "opt_states": self.opt_states,
+                "bn_stats": {
+                    k: cpu_state(s.bn_stats)
+                    for k, s in getattr(self.clients, "states", {}).items()
+                    if s.bn_stats is not None
+                },
                 "rows": [plain(r) for r in self.rows],
                 "elapsed": float(self.elapsed),
                 "ledger": self.ledger.to_state(),
@@ -374,10 +379,15 @@ class FederatedRun:
             int(k): {n: t.numpy() for n, t in res.items()} for k, res in state["residuals"].items()
         }
         opt_states = state["opt_states"]
+        # checkpoints from before method.bn_stats=local have no client statistics
+        bn_stats = {
+            int(k): {n: t.to(dev) for n, t in s.items()}
+            for k, s in state.get("bn_stats", {}).items()
+        }
         if isinstance(self.clients, LocalClients):
             self.clients.states = {
-                k: ClientState(residuals.get(k), opt_states.get(k))
-                for k in [*residuals, *(k for k in opt_states if k not in residuals)]
+                k: ClientState(residuals.get(k), opt_states.get(k), bn_stats.get(k))
+                for k in dict.fromkeys([*residuals, *opt_states, *bn_stats])
             }
         self.rows = state["rows"]
         self.round = state["round"]

@@ -235,7 +235,23 @@ def summarize(
         "adf_layer_positions": adf_layer_positions,
         "adf_factor_min": _nanext(rows, "adf_min", min),
         "adf_factor_max": _nanext(rows, "adf_max", max),
+        # the sparsity knob and what the updates measured (weight tensors, decoded)
+        "sparsity_nominal": cfg.method.sparsity,
         "mean_update_sparsity": float(np.mean([r["update_sparsity"] for r in rows])),
+        "downlink_sparsity_nominal": (
+            None
+            if cfg.setting.direction != "bi"
+            else cfg.method.downlink_sparsity
+            if cfg.method.downlink_sparsity is not None
+            else cfg.method.sparsity
+        ),
+        "mean_downlink_sparsity": _nanext(rows, "downlink_sparsity", _mean),
+        "bn_stats_eval": (
+            "test-batch statistics (method.bn_stats=local: the server has no running "
+            "statistics; each client keeps its own)"
+            if cfg.method.bn_stats == "local"
+            else "running statistics of the evaluated model"
+        ),
         "train_s": float(sum(r["train_s"] for r in rows)),
         "code_s": float(sum(r["code_s"] for r in rows)),
         "wall_s": wall_s,
@@ -248,6 +264,10 @@ def summarize(
         "versions": versions(),
         "config": config_to_dict(cfg),
     }
+
+
+def _mean(vals: list[float]) -> float:
+    return float(np.mean(vals))
 
 
 def _nanext(rows: list[dict[str, Any]], key: str, fn: Callable[..., float]) -> float | None:

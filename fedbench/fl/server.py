@@ -117,7 +117,12 @@ def evaluate_models(
     `model` is used as scratch: it ends holding the last state evaluated.
     """
     bs = cfg.train.eval_batch_size
-    opts = {"precision": cfg.train.precision, "memory_format": cfg.train.memory_format}
+    opts = {
+        "precision": cfg.train.precision,
+        "memory_format": cfg.train.memory_format,
+        # local BatchNorm statistics: the server's model has none of its own
+        "bn_stats": "batch" if cfg.method.bn_stats == "local" else "running",
+    }
     model.load_state_dict(global_state)
     out = evaluate(model, data, bs, **opts)
     if data.has_val:

@@ -11,8 +11,9 @@ from fedbench.fl.adf import is_adf_name
 from fedbench.fl.compressors import TensorSpec
 from fedbench.fl.config import ConfigError, RunConfig
 from fedbench.fl.data import FederatedData
+from fedbench.fl.ledger import tensor_classes
 
-__all__ = ["build_template", "default_model", "resolve_device"]
+__all__ = ["build_template", "default_model", "is_running_stat", "resolve_device"]
 
 log = logging.getLogger("fedbench.fl")
 
@@ -91,6 +92,11 @@ def _match_partial(model: nn.Module, names: list[str], patterns: list[str]) -> s
     return chosen
 
 
+def is_running_stat(name: str) -> bool:
+    """True for a BatchNorm running statistic (running_mean / running_var)."""
+    return name.rsplit(".", 1)[-1] in ("running_mean", "running_var")
+
+
 def build_template(model: nn.Module, cfg: RunConfig) -> dict[str, TensorSpec]:
     """The transmitted tensors (ordered) with their kind, from the model and the config."""
     state = model.state_dict()
@@ -98,13 +104,17 @@ def build_template(model: nn.Module, cfg: RunConfig) -> dict[str, TensorSpec]:
     if cfg.setting.partial:
         chosen = _match_partial(model, names, cfg.setting.partial)
         names = [n for n in names if n in chosen]
+    # the ledger's classes, so that each tensor is coded at the QP of the class it is charged to
+    classes = tensor_classes(model, names)
     template = {}
     for n in names:
         t = state[n]
         is_weight = t.dim() >= 2 and n.endswith("weight") and not is_adf_name(n)
         if not is_weight and not cfg.method.include_nonweights and not is_adf_name(n):
             continue
-        template[n] = TensorSpec(tuple(t.shape), "weight" if is_weight else "fine")
+        if cfg.method.bn_stats == "local" and is_running_stat(n):
+            continue  # each client keeps its own (fedbench.fl.client.ClientState.bn_stats)
+        template[n] = TensorSpec(tuple(t.shape), "weight" if is_weight else "fine", classes[n])
     if not template:
         raise ConfigError("setting.partial: no tensor left to train and transmit")
     return template

@@ -317,15 +317,16 @@ def evaluate(
     split: str = "test",
     precision: str = "fp32",
     memory_format: str = "contiguous",
+    bn_stats: str = "running",
 ) -> dict[str, float]:
     """Loss, accuracy and the task metric (accuracy, mAP or mIoU) of `model` on a split.
 
     Keys are prefixed with "test_" whatever the split (the caller renames them). The
     forward runs under autocast(`precision`), the model converted to `memory_format`; loss
-    and metrics are computed from float32 logits.
+    and metrics are computed from float32 logits. bn_stats: "running" (BatchNorm uses its
+    running statistics) or "batch" (each evaluation batch's own statistics, the running
+    ones left unchanged: for a model that has none, method.bn_stats=local).
     """
-    from fedbench.data import TaskMetric
-
     if split == "val":
         xs, ys = data.x_val, data.y_val
         if xs is None or len(xs) == 0:
@@ -333,6 +334,36 @@ def evaluate(
     else:
         xs, ys = data.x_test, data.y_test
     model.eval()
+    held = []
+    if bn_stats == "batch":
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                # train mode normalises with the batch; momentum 0 keeps the running buffers
+                held.append((m, m.momentum))
+                m.train()
+                m.momentum = 0.0
+    elif bn_stats != "running":
+        raise ValueError(f"evaluate: bn_stats must be running or batch, got {bn_stats!r}")
+    try:
+        return _evaluate(model, data, batch_size, xs, ys, precision, memory_format)
+    finally:
+        for m, momentum in held:
+            m.momentum = momentum
+            m.eval()
+
+
+def _evaluate(
+    model: nn.Module,
+    data: FederatedData,
+    batch_size: int,
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    precision: str,
+    memory_format: str,
+) -> dict[str, float]:
+    """The evaluation loop of `evaluate` (the model's modes already set)."""
+    from fedbench.data import TaskMetric
+
     use_memory_format(model, memory_format)
     metric = TaskMetric(data.task, data.num_classes)
     loss_sum, correct, count, n = 0.0, 0, 0, 0

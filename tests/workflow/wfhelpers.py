@@ -67,18 +67,14 @@ def expected_cells(config_file: Path) -> set[tuple]:
         ):
             method = cfg["methods"].get(me) or {}
             sweep = block.get("sweep") or method.get("sweep") or {}
-            # the workflow's variant folder names: key tail + value, e.g. sparsity0.99
-            variants = (
-                [
-                    "_".join(
-                        f"{k.split('.')[-1]}{v if isinstance(v, str) else json.dumps(v)}"
-                        for k, v in zip(sweep, values, strict=True)
-                    )
-                    for values in itertools.product(*sweep.values())
-                ]
-                if sweep
-                else ["base"]
-            )
+            # folder names as the workflow writes them, e.g. sparsity0.99_codec_modennc
+            variants = [
+                "_".join(
+                    f"{k.split('.')[-1]}{v if isinstance(v, str) else json.dumps(v)}"
+                    for k, v in zip(sweep, combo, strict=True)
+                )
+                for combo in itertools.product(*sweep.values())
+            ] if sweep else ["base"]  # fmt: skip
             for variant in variants:
                 for seed in block.get("seeds") or fl.get("seeds", [0]):
                     cells.add((ds, mo, st, me, variant, seed))

@@ -38,9 +38,11 @@ class NoOptions:
 def shared_compressor_options(cfg: RunConfig, downlink: bool) -> dict[str, Any]:
     """The compressor options every built-in method reads from the shared `method` keys."""
     m = cfg.method
-    sparsity = m.sparsity
+    sparsity, codec_mode = m.sparsity, m.codec_mode
     if downlink and m.downlink_sparsity is not None:
         sparsity = m.downlink_sparsity
+    if downlink and m.downlink_codec_mode is not None:
+        codec_mode = m.downlink_codec_mode
     return {
         "sparsity": sparsity,
         "sparsifier": m.sparsifier,
@@ -49,9 +51,15 @@ def shared_compressor_options(cfg: RunConfig, downlink: bool) -> dict[str, Any]:
         "qp_density": m.qp_density,
         "nonweight_qp": m.nonweight_qp,
         "adf_qp": m.adf_qp,
+        "bn_affine_qp": m.bn_affine_qp,
+        "bn_stats_qp": m.bn_stats_qp,
+        "bias_qp": m.bias_qp,
+        "nonweight_sparsity": m.nonweight_sparsity,
+        "exact_sparsity": m.exact_sparsity,
+        "bn_stats_every": m.bn_stats_every,
         "dq": m.dq,
         "param_opt": m.param_opt,
-        "codec_mode": m.codec_mode,
+        "codec_mode": codec_mode,
         # The run's thread budget (config `threads`) rather than every core.
         "num_threads": cfg.threads,
     }

@@ -1,0 +1,93 @@
+"""Compare two methods at equal transmitted bytes, paired by seed (issue 10, point 5).
+
+Each method's seed gives a curve of final accuracy against total bytes across the sweep
+points (one point per operating point of that seed). Both methods' curves are interpolated
+linearly in log bytes at the same byte count, the differences A - B are paired by seed, and
+their mean comes with a two-sided 95 % Student-t interval over the seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["interpolate_at_bytes", "matched_bytes", "paired_equal_bytes"]
+
+Curve = Sequence[tuple[float, float]]  # (total bytes, accuracy) per sweep point
+
+
+def _sorted(curve: Curve) -> tuple[np.ndarray, np.ndarray]:
+    """log bytes (increasing) and accuracies; points of equal bytes are averaged."""
+    pts = np.asarray(curve, dtype=np.float64).reshape(-1, 2)
+    if not len(pts) or np.any(pts[:, 0] <= 0):
+        raise ValueError("a curve needs at least one point, with positive byte counts")
+    x = np.log(pts[:, 0])
+    ux, inv = np.unique(x, return_inverse=True)
+    y = np.bincount(inv, weights=pts[:, 1]) / np.bincount(inv)
+    return ux, y
+
+
+def interpolate_at_bytes(curve: Curve, nbytes: float) -> float:
+    """Accuracy of a curve at `nbytes`, linear in log bytes; NaN outside its byte range."""
+    x, y = _sorted(curve)
+    t = math.log(nbytes)
+    if t < x[0] - 1e-12 or t > x[-1] + 1e-12:
+        return float("nan")
+    return float(np.interp(t, x, y))
+
+
+def matched_bytes(curves: Sequence[Curve]) -> float:
+    """The geometric middle of the byte range every curve covers (error if they share none)."""
+    lo = max(_sorted(c)[0][0] for c in curves)
+    hi = min(_sorted(c)[0][-1] for c in curves)
+    if lo > hi + 1e-12:
+        raise ValueError("the curves share no byte range: no matched-bytes comparison")
+    return float(math.exp((lo + hi) / 2))
+
+
+def paired_equal_bytes(
+    a: Mapping[int, Curve],
+    b: Mapping[int, Curve],
+    nbytes: float | None = None,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Mean accuracy difference A - B at matched total bytes, paired by seed.
+
+    `a`, `b`: seed -> [(total bytes, accuracy), ...] over the sweep points. `nbytes`: where
+    to compare (None = `matched_bytes` of all the paired seeds' curves). Returns mean, sd,
+    n (paired seeds), the t-interval lo/hi (NaN for n < 2), the bytes, and the per-seed
+    differences.
+    """
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        raise ValueError("no seed has runs of both methods")
+    if nbytes is None:
+        nbytes = matched_bytes([a[s] for s in seeds] + [b[s] for s in seeds])
+    diffs = {}
+    for s in seeds:
+        d = interpolate_at_bytes(a[s], nbytes) - interpolate_at_bytes(b[s], nbytes)
+        if not math.isnan(d):
+            diffs[s] = d
+    n = len(diffs)
+    vals = np.array(list(diffs.values()), dtype=np.float64)
+    mean = float(vals.mean()) if n else float("nan")
+    sd = float(vals.std(ddof=1)) if n > 1 else float("nan")
+    lo = hi = float("nan")
+    if n > 1:
+        from scipy.stats import t
+
+        half = float(t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+        lo, hi = mean - half, mean + half
+    return {
+        "mean": mean,
+        "sd": sd,
+        "n": n,
+        "lo": lo,
+        "hi": hi,
+        "confidence": confidence,
+        "bytes": float(nbytes),
+        "diffs": diffs,
+    }

@@ -1,0 +1,212 @@
+"""The frontier figure, headline table and equal-bytes comparison, from synthetic summaries
+(numbers follow from the inputs; never real runs)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shlex
+from pathlib import Path
+
+import pytest
+
+from fedbench.fl.config import config_to_dict, load_config
+from fedbench.plots import frontier
+from fedbench.plots.compare import interpolate_at_bytes, matched_bytes, paired_equal_bytes
+
+# ------------------------------------------------------------------ equal bytes
+
+
+def test_interpolation_is_linear_in_log_bytes():
+    assert interpolate_at_bytes([(10, 0.0), (1000, 1.0)], 100) == pytest.approx(0.5)
+    assert math.isnan(interpolate_at_bytes([(10, 0.0), (1000, 1.0)], 5000))
+    assert matched_bytes([[(1e3, 0), (1e5, 1)], [(1e2, 0), (1e4, 1)]]) == pytest.approx(10**3.5)
+
+
+def test_paired_equal_bytes_by_hand():
+    a = {
+        0: [(1e3, 0.8), (1e5, 0.9)],  # 0.85 at 1e4
+        1: [(1e3, 0.6), (1e5, 1.0)],  # 0.80
+        2: [(1e5, 0.9), (1e3, 0.9)],  # 0.90 (order of points does not matter)
+        3: [(1e3, 0.5), (1e5, 0.5)],  # no seed 3 of B: not paired
+    }
+    b = {
+        0: [(1e3, 0.7), (1e5, 0.8)],  # 0.75 -> diff 0.1
+        1: [(1e3, 0.7), (1e5, 0.7)],  # 0.70 -> diff 0.1
+        2: [(1e3, 0.4), (1e5, 0.6)],  # 0.50 -> diff 0.4
+    }
+    r = paired_equal_bytes(a, b)
+    assert r["bytes"] == pytest.approx(1e4)
+    assert r["n"] == 3
+    assert r["diffs"] == pytest.approx({0: 0.1, 1: 0.1, 2: 0.4})
+    assert r["mean"] == pytest.approx(0.2)
+    sd = math.sqrt(0.03)
+    assert r["sd"] == pytest.approx(sd)
+    half = 4.302652729911275 * sd / math.sqrt(3)  # t(0.975, 2 df)
+    assert (r["lo"], r["hi"]) == pytest.approx((0.2 - half, 0.2 + half))
+    # at a given byte count; a seed whose curve does not reach it is left out
+    r = paired_equal_bytes(a, {**b, 1: [(1e3, 0.7), (2e3, 0.7)]}, nbytes=1e3)
+    assert r["n"] == 3 and r["mean"] == pytest.approx((0.1 - 0.1 + 0.5) / 3)
+    r = paired_equal_bytes(a, {**b, 1: [(1e3, 0.7), (2e3, 0.7)]}, nbytes=1e5)
+    assert r["n"] == 2 and r["diffs"] == pytest.approx({0: 0.1, 2: 0.3})
+
+
+def test_paired_equal_bytes_refuses_curves_without_a_common_range():
+    with pytest.raises(ValueError, match="no byte range"):
+        paired_equal_bytes({0: [(1, 0.5), (10, 0.6)]}, {0: [(100, 0.5), (1000, 0.6)]})
+    with pytest.raises(ValueError, match="no seed"):
+        paired_equal_bytes({0: [(1, 0.5)]}, {1: [(1, 0.5)]})
+
+
+# ------------------------------------------------------------------ frontier
+
+# (label, method, variant, sets, ratio, accuracies of seeds 0..2)
+FP32_BYTES = 4.0e8
+POINTS = [
+    ("fp32", "fp32", "base", [], 1.0, [0.88, 0.90, 0.86]),
+    ("unscaled", "unscaled", "sparsity0.9", ["method.sparsity=0.9"], 50, [0.875, 0.88, 0.885]),
+    ("unscaled", "unscaled", "sparsity0.99", ["method.sparsity=0.99"], 200, [0.87, 0.875, 0.88]),
+    ("unscaled", "unscaled", "sparsity0.999", ["method.sparsity=0.999"], 500, [0.84, 0.85, 0.86]),
+    ("adf", "adf", "sparsity0.99", ["method.sparsity=0.99"], 100, [0.88, 0.89, 0.90]),
+    (
+        "adf-sparse",
+        "adf",
+        "sparsity0.99",
+        ["method.sparsity=0.99", "method.codec_mode=sparse"],
+        300,
+        [0.871, 0.872, 0.873],
+    ),
+    ("stc", "stc", "sparsity0.999", ["method.sparsity=0.999"], 1000, [0.80, 0.81, 0.82]),
+]
+
+
+def _write(root: Path) -> list[Path]:
+    dirs = []
+    for label, method, variant, sets, ratio, accs in POINTS:
+        for seed, acc in enumerate(accs):
+            cfg = load_config(
+                "pneumonia_cpu",
+                [f"method.name={method}", "setting.direction=bi", f"seed={seed}", *sets],
+            )
+            d = root / "pneumoniamnist" / "resnet20" / "bi" / label / variant / f"seed{seed}"
+            d.mkdir(parents=True)
+            summary = {
+                "final_acc": acc,
+                "total_bytes": FP32_BYTES / ratio,
+                "compression_ratio": ratio,
+                "mean_update_sparsity": cfg.method.sparsity if method != "fp32" else 0.0,
+                # 3/4 weights, 1/4 headers, split over the two directions
+                "bytes_by_class": {
+                    "up": {
+                        "weight": 0.5 * FP32_BYTES / ratio,
+                        "overhead": 0.25 * FP32_BYTES / ratio,
+                    },
+                    "down": {"weight": 0.25 * FP32_BYTES / ratio},
+                },
+                "config": config_to_dict(cfg),
+            }
+            (d / "summary.json").write_text(json.dumps(summary))
+            dirs.append(d)
+    return dirs
+
+
+def test_operating_points_average_the_seeds(tmp_path):
+    pts = frontier.operating_points(frontier.load_points(_write(tmp_path)))
+    by = {(p["label"], p["variant"]): p for p in pts}
+    assert len(pts) == len(POINTS)
+    fp = by["fp32", "base"]
+    assert fp["acc_mean"] == pytest.approx(0.88) and fp["acc_sd"] == pytest.approx(0.02)
+    assert by["adf-sparse", "sparsity0.99"]["method"] == "adf"
+    assert by["adf-sparse", "sparsity0.99"]["coder"] == "sparse"
+    assert by["unscaled", "sparsity0.9"]["coder"] == "nnc"
+    assert by["stc", "sparsity0.999"]["coder"] == "stc"
+    assert by["unscaled", "sparsity0.99"]["total_bytes_mean"] == pytest.approx(FP32_BYTES / 200)
+
+
+def test_pareto_front_by_hand():
+    pts = [
+        {"total_bytes_mean": 10, "acc_mean": 0.5},
+        {"total_bytes_mean": 20, "acc_mean": 0.4},  # beaten by the first
+        {"total_bytes_mean": 30, "acc_mean": 0.7},
+        {"total_bytes_mean": 5, "acc_mean": 0.3},
+        {"total_bytes_mean": 30, "acc_mean": 0.6},  # same bytes, lower accuracy
+    ]
+    assert frontier.pareto_front(pts) == [3, 0, 2]
+
+
+def test_headline_rows_follow_the_one_point_rule(tmp_path):
+    pts = frontier.operating_points(frontier.load_points(_write(tmp_path)))
+    rows = frontier.headline_rows(pts, tolerance=0.01)
+    got = {(r["row"], r["method"]): (r["knobs"], r["ratio_mean"]) for r in rows}
+    # fp32 mean 0.88: 0.87 and above qualify; unscaled s0.999 (0.85) and stc (0.81) do not
+    assert got == {
+        ("method", "fp32"): ("base", 1.0),
+        ("method", "adf"): ("adf-sparse:sparsity0.99", 300),
+        ("method", "unscaled"): ("sparsity0.99", 200),
+        ("best", "adf"): ("adf-sparse:sparsity0.99", 300),
+        ("best_nnc", "unscaled"): ("sparsity0.99", 200),
+    }
+    assert all(r["paper_ratio"] == 377 and r["seeds"] == 3 for r in rows)
+    assert all(r["fp32_acc_mean"] == pytest.approx(0.88) for r in rows)
+    # nominal and measured sparsity beside each other; none for fp32, which has no knob
+    fp32 = next(r for r in rows if r["method"] == "fp32")
+    assert math.isnan(fp32["sparsity_nominal"])
+    best = next(r for r in rows if r["row"] == "best")
+    assert best["sparsity_nominal"] == pytest.approx(best["sparsity_measured"]) == 0.99
+
+
+def test_headline_command_reproduces_the_first_seed_config(tmp_path):
+    pts = frontier.operating_points(frontier.load_points(_write(tmp_path)))
+    row = next(r for r in frontier.headline_rows(pts) if r["row"] == "best")
+    words = shlex.split(row["command"])
+    assert words[:3] == ["fedbench", "fl", "--config"] and "seed=0" in words
+    sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    cfg = load_config(words[3], sets)
+    want = load_config(
+        "pneumonia_cpu",
+        ["method.name=adf", "setting.direction=bi", "seed=0", "method.sparsity=0.99"]
+        + ["method.codec_mode=sparse"],
+    )
+    assert config_to_dict(cfg) == config_to_dict(want)
+
+
+def test_equal_bytes_notes_pair_adf_and_unscaled_by_seed(tmp_path):
+    raw = frontier.load_points(_write(tmp_path))
+    (note,) = frontier.equal_bytes_notes(raw)
+    # adf per seed: (4e8/300, a_s), (4e8/100, b_s); unscaled: 50, 200, 500 -> common range
+    # [4e8/300, 4e8/100], matched at 4e8/sqrt(3e4): the middle of both adf points in log
+    assert note["bytes"] == pytest.approx(4e8 / math.sqrt(3e4))
+    assert note["n"] == 3
+    assert note["dataset"] == "pneumoniamnist" and note["a"] == "adf"
+    for s, d in note["diffs"].items():
+        adf = (POINTS[4][5][s] + POINTS[5][5][s]) / 2
+        # unscaled between its 200x and 100x... its points at 50x, 200x: interpolate in log
+        x = math.log(note["bytes"])
+        x0, x1 = math.log(4e8 / 200), math.log(4e8 / 50)
+        y0, y1 = POINTS[2][5][s], POINTS[1][5][s]
+        uns = y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        assert d == pytest.approx(adf - uns)
+
+
+def test_frontier_command_writes_figures_and_tables(tmp_path):
+    from fedbench.cli import main
+
+    _write(tmp_path / "runs")
+    out = tmp_path / "fig"
+    rc = main(
+        ["plots", "frontier", "--runs", str(tmp_path / "runs"), "--out", str(out)]
+        + ["--csv", str(out / "headline.csv"), "--md", str(out / "headline.md")]
+    )
+    assert rc == 0
+    assert (out / "frontier_pneumoniamnist.png").stat().st_size > 0
+    assert (out / "frontier_pneumoniamnist.pdf").stat().st_size > 0
+    with open(out / "headline.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == frontier.HEADLINE_COLUMNS
+    md = (out / "headline.md").read_text()
+    assert "377x" in md and "equal-bytes" in md and "n = 3 seeds" in md
+    # fp32 has no sparsity knob: an empty cell; the sparsifying rows show nominal/measured
+    # what limits the best row: 300x is 1.3x short of 377x, its bytes 75 % weights
+    assert "300x is 1.3x short of the paper's 377x; its bytes: weight 75 %, overhead 25 %" in md
+    assert "| 377x |  |" in md and "| 0.99/0.99 |" in md and "nan" not in md
