@@ -193,7 +193,7 @@ def test_default_dag_pretrains_then_runs_the_transfer_cell(tmp_path: Path) -> No
     # the BN-trained control and the partial updates of claim (2)
     assert {j["setting"] for j in fl} == {
         "bi-bnfrozen",
-        "bi",
+        "bi-full",
         "bi-factors",
         "bi-classifier",
         "bi-factors-classifier",
