@@ -7,8 +7,9 @@ ADF run group (model, setting, variant; quantiles averaged over seeds), the 10-9
 each layer over rounds and the last round's spread per layer. `partial_update_data` /
 `plot_partial_update` put the accuracy of ADF's partial updates (factors only, classifier
 only, factors + classifier, ...) against the bytes they cost, next to the full update of the
-same model. Gids: 'factors|<dataset>|<model>|<setting>|<variant>|<layer>', 'partial|<dataset>|
-<model>|<setting>'.
+same model. ADF runs are those whose resolved config names method adf (any workflow label,
+e.g. adf-exact). Gids: 'factors|<dataset>|<model>|<setting>|<method>|<variant>|<layer>',
+'partial|<dataset>|<model>|<setting>|<method>|<variant>'.
 """
 
 from __future__ import annotations
@@ -32,18 +33,25 @@ def _layer_name(tensor: str) -> str:
     return tensor.removesuffix(".adf_scale")
 
 
+def _is_adf(run: Run) -> bool:
+    """The run's method is adf: by its resolved config (a workflow label such as adf-exact
+    names a variant of it), else by its label."""
+    method = (run.summary.get("config") or {}).get("method") or {}
+    return method.get("name", run.labels["method"]) == "adf"
+
+
 def adf_factors_data(runs: Sequence[Run]) -> pd.DataFrame:
     """Per-layer spread of the server's factors per round, from the runs' factors.npz.
 
-    Columns: dataset, model, setting, variant, layer, depth (the layer's index in the
-    model), round, q10, q50, q90 (quantiles of log2 s over the layer's filters), up / down
-    (share of filters with s > 1 / s < 1), all means over seeds; n_seeds. Runs without a
-    factors.npz (methods without factors) are left out.
+    Columns: dataset, model, setting, method (label), variant, layer, depth (the layer's
+    index in the model), round, q10, q50, q90 (quantiles of log2 s over the layer's
+    filters), up / down (share of filters with s > 1 / s < 1), all means over seeds;
+    n_seeds. Runs without a factors.npz (methods without factors) are left out.
     """
     rows = []
     for run in runs:
         path = run.path / FACTORS
-        if run.labels["method"] != "adf" or not path.is_file():
+        if not _is_adf(run) or not path.is_file():
             continue
         with np.load(path) as z:
             rounds = z["round"]
@@ -55,6 +63,7 @@ def adf_factors_data(runs: Sequence[Run]) -> pd.DataFrame:
                     rows.append(
                         {
                             **{k: run.labels[k] for k in ("dataset", "model", "setting")},
+                            "method": run.labels["method"],
                             "variant": run.labels["variant"],
                             "seed": run.labels["seed"],
                             "layer": _layer_name(name),
@@ -70,7 +79,7 @@ def adf_factors_data(runs: Sequence[Run]) -> pd.DataFrame:
     if not rows:
         raise PlotInputError(f"adf_factors: no ADF run with a {FACTORS}")
     frame = pd.DataFrame(rows)
-    keys = ["dataset", "model", "setting", "variant", "layer", "depth", "round"]
+    keys = ["dataset", "model", "setting", "method", "variant", "layer", "depth", "round"]
     agg = frame.groupby(keys, sort=True).agg(
         q10=("q10", "mean"),
         q50=("q50", "mean"),
@@ -93,7 +102,8 @@ def plot_adf_factors(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
         frame = pd.DataFrame(columns=["dataset"])
     for dataset in datasets:
         data = frame[frame["dataset"] == dataset]
-        groups = list(data.groupby(["model", "setting", "variant"], sort=True)) if len(data) else []
+        by = ["model", "setting", "method", "variant"]
+        groups = list(data.groupby(by, sort=True)) if len(data) else []
         fig, axes = plt.subplots(
             max(len(groups), 1), 2, figsize=(10, 2.3 * max(len(groups), 1) + 0.6), squeeze=False
         )
@@ -101,19 +111,19 @@ def plot_adf_factors(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
             axes[0][0].text(0.5, 0.5, f"no ADF run with a {FACTORS}", ha="center")
             for ax in axes[0]:
                 ax.set_axis_off()
-        for row, ((model, setting, variant), g) in enumerate(groups):
+        for row, ((model, setting, method, variant), g) in enumerate(groups):
             ax, last_ax = axes[row]
             layers = g.drop_duplicates("layer").sort_values("depth")
             cmap = plt.get_cmap("viridis", max(len(layers), 2))
             for k, layer in enumerate(layers["layer"]):
                 lg = g[g["layer"] == layer]
                 colour = cmap(k)
-                gid = f"factors|{dataset}|{model}|{setting}|{variant}|{layer}"
+                gid = f"factors|{dataset}|{model}|{setting}|{method}|{variant}|{layer}"
                 ax.fill_between(lg["round"], lg["q10"], lg["q90"], color=colour, alpha=0.15)
                 ax.plot(lg["round"], lg["q90"], color=colour, lw=0.8, gid=gid)
                 ax.plot(lg["round"], lg["q10"], color=colour, lw=0.8)
             ax.axhline(0, color="0.3", lw=0.6)
-            name = f"{model}, {style.SETTING_NAMES.get(setting, setting)}"
+            name = f"{model}, {style.SETTING_NAMES.get(setting, setting)}, {method}"
             ax.set_title(name + ("" if variant == "base" else f", {variant}"), fontsize="small")
             ax.set_xlabel("round")
             ax.set_ylabel("log2 factor (10-90 %)")
@@ -154,10 +164,10 @@ def partial_update_data(runs: Sequence[Run]) -> pd.DataFrame:
     accuracy over cumulative MB per setting (mean over seeds).
 
     Only (dataset, model) pairs with at least one partial ADF run are kept, with all their
-    bidirectional ADF runs. Columns: dataset, model, setting, regime, variant, round, mb
+    bidirectional ADF runs. Columns: dataset, model, setting, method, regime, variant, round, mb
     (cumulative MB, up + down), acc (mean), sd, n_seeds.
     """
-    adf = [r for r in runs if r.labels["method"] == "adf"]
+    adf = [r for r in runs if _is_adf(r)]
     regime = {id(r): _regime(r) for r in adf}
     pairs = {
         (r.labels["dataset"], r.labels["model"]) for r in adf if regime[id(r)] not in ("full",)
@@ -171,14 +181,14 @@ def partial_update_data(runs: Sequence[Run]) -> pd.DataFrame:
     if not keep:
         raise PlotInputError("partial_update: no partial-update ADF run (setting.partial/regime)")
     frame = metrics_frame(keep)
-    cols = ["dataset", "model", "setting", "variant"]
+    cols = ["dataset", "model", "setting", "method", "variant"]
     names = {tuple(r.labels[c] for c in cols): regime[id(r)] for r in keep}
     frame["regime"] = [names[k] for k in zip(*(frame[c] for c in cols), strict=True)]
     ycol = next(
         (c for c in ("test_miou", "test_map") if c in frame and frame[c].notna().any()),
         "test_acc",
     )
-    keys = ["dataset", "model", "setting", "regime", "variant", "round"]
+    keys = ["dataset", "model", "setting", "method", "regime", "variant", "round"]
     agg = (
         frame.groupby(keys, sort=True)
         .agg(
@@ -208,8 +218,8 @@ def plot_partial_update(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
         axes[0][0].text(0.5, 0.5, "no partial-update ADF run", ha="center")
         axes[0][0].set_axis_off()
     for ax, ((dataset, model), g) in zip(axes[0], panels, strict=False):
-        lines = list(g.groupby(["setting", "variant"], sort=True))
-        for k, ((setting, variant), lg) in enumerate(lines):
+        lines = list(g.groupby(["setting", "method", "variant"], sort=True))
+        for k, ((setting, method, variant), lg) in enumerate(lines):
             label = f"{lg['regime'].iloc[0]}" + ("" if variant == "base" else f" {variant}")
             ax.errorbar(
                 lg["mb"],
@@ -221,7 +231,7 @@ def plot_partial_update(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
                 lw=1,
                 capsize=2,
                 label=label,
-                gid=f"partial|{dataset}|{model}|{setting}|{variant}",
+                gid=f"partial|{dataset}|{model}|{setting}|{method}|{variant}",
             )
         style.log_axis(ax, "x")
         ax.set_xlabel("cumulative MB sent (up + down)")

@@ -53,7 +53,7 @@ def test_adf_factors_are_the_files_quantiles(tmp_path: Path, run_writer, drawn: 
     make_figures([root], None, tmp_path / "f", only=["adf_factors"])
     fig = drawn["adf_factors_pneumoniamnist"]
     lines = {a.get_gid(): a for ax in fig.axes for a in ax.get_lines() if (a.get_gid() or "") != ""}
-    line = lines["factors|pneumoniamnist|resnet20|bi|base|conv1"]
+    line = lines["factors|pneumoniamnist|resnet20|bi|adf|base|conv1"]
     want = frame[frame["layer"] == "conv1"].sort_values("round")
     np.testing.assert_allclose(line.get_ydata(), want["q90"])
     np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])
@@ -68,9 +68,11 @@ def test_no_factors_is_a_clear_error_and_a_placeholder_figure(tmp_path, run_writ
     assert {p.name for p in written} >= {"adf_factors_cifar10.pdf", "partial_update.png"}
 
 
-def _set_regime(run: Path, regime: str | None) -> None:
+def _set_regime(run: Path, regime: str | None, method: str | None = None) -> None:
     summary = json.loads((run / "summary.json").read_text())
     summary["config"]["setting"] = {"direction": "bi", "partial": None, "regime": regime}
+    if method is not None:  # the registry name behind a workflow label
+        summary["config"]["method"]["name"] = method
     (run / "summary.json").write_text(json.dumps(summary))
 
 
@@ -82,15 +84,23 @@ def test_partial_update_puts_each_regime_next_to_the_full_update(tmp_path, run_w
                 run_writer(root, "pneumoniamnist", "r20-c10", setting, "adf", "base", seed),
                 regime,
             )
+    # a workflow label of adf (its config names method adf) counts as ADF
+    for seed in (0, 1):
+        _set_regime(
+            run_writer(root, "pneumoniamnist", "r20-c10", "bi-x", "adf-exact", "base", seed),
+            "factors-classifier",
+            method="adf",
+        )
     # a model without partial runs is not drawn; unscaled runs are not ADF's partial updates
     run_writer(root, "pneumoniamnist", "resnet20", "bi", "adf", "base", 0)
-    _set_regime(run_writer(root, "pneumoniamnist", "r20-c10", "bi-x", "unscaled", "base", 0), "x")
+    _set_regime(run_writer(root, "pneumoniamnist", "r20-c10", "bi-u", "unscaled", "base", 0), "x")
     frame = partial_update_data(load_runs([root]))
     assert set(frame["model"]) == {"r20-c10"}
     assert dict(frame.groupby("setting")["regime"].first()) == {
         "bi": "full",
         "bi-factors": "factors",
         "bi-clf": "classifier",
+        "bi-x": "factors-classifier",
     }
     for setting in ("bi", "bi-factors"):
         metrics = [
