@@ -95,13 +95,18 @@ def _client_round(
     run: Any, k: int, start: dict[str, torch.Tensor], lr: float, r: int, state: dict | None
 ) -> Any:
     """The simulator's client round for client k (fedbench.fl.client.client_update) from
-    its kept residual and optimizer state; a ClientResult."""
+    its kept residual, optimizer state and (method.bn_stats=local) BatchNorm statistics; a
+    ClientResult."""
     from fedbench.fl.client import ClientState, client_update
 
     residual = None
     if state is not None and state.get("residual") is not None:
         residual = {n: t.numpy() for n, t in state["residual"].items()}
-    kept = ClientState(residual, None if state is None else state.get("opt"))
+    kept = ClientState(
+        residual,
+        None if state is None else state.get("opt"),
+        None if state is None else state.get("bn_stats"),
+    )
     return client_update(run.model, run.client_setup(k), start, lr, r, kept)
 
 
@@ -151,6 +156,7 @@ def handle_train(content: Any, run_config: dict[str, Any], context_state: Any) -
                     for n, a in res.state.residual.items()
                 },
                 "opt": res.state.optimizer_state,
+                "bn_stats": res.state.bn_stats,
                 "view": view,
             }
             store[slot] = save_blob(new)

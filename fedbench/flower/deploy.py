@@ -168,6 +168,11 @@ class Deployment:
         self.env = dict(os.environ)
         self.env["FLWR_HOME"] = str(self.home)
         self.env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
+        # The SuperLink and SuperNodes start Flower's other programs (flower-superexec) by
+        # name: this Python's scripts folder first, as for flower_program, even when the
+        # virtual environment is not activated (CI calls .venv/bin/python directly).
+        scripts = str(Path(sys.executable).parent)
+        self.env["PATH"] = os.pathsep.join([scripts, self.env.get("PATH", "")])
         # the ServerApp and ClientApp processes import fedbench (and any hook modules)
         import fedbench
 

@@ -136,6 +136,16 @@ def test_bitstreams_travel_as_their_bytes():
         ("stc", "uni", {"setting": {"initial_model": "charged"}}),
         # partial participation: catch-up broadcasts and a two-client SuperNode
         ("stc", "bi", {"train": {"client_fraction": 0.5}}),
+        # BatchNorm statistics kept on the clients, every 2 rounds, exact sparsity
+        (
+            "unscaled",
+            "bi",
+            {
+                "method": {"bn_stats": "local", "exact_sparsity": True},
+                "train": {"bn_mode": "running"},
+            },
+        ),
+        ("adf", "bi", {"method": {"bn_stats_every": 2, "bn_stats_qp": -8}}),
     ],
 )
 def test_server_and_clients_compute_the_simulators_numbers(tmp_path, method, direction, sections):
