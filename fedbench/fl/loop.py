@@ -136,8 +136,11 @@ class FederatedRun:
         state = self.model.state_dict()
         floats = {n: t for n, t in state.items() if t.is_floating_point()}
         self.classes = tensor_classes(self.model, floats)
-        # The fp32 reference: uncompressed FedAvg of the same architecture without factors.
-        self.num_tx_ref = sum(s.size for n, s in self.template.items() if not is_adf_name(n))
+        # The fp32 reference: uncompressed FedAvg of the same transmitted tensors without
+        # factors; a factors-only partial update (setting.regime factors) has no such tensor,
+        # and its reference is the factors themselves as float32 (not a ratio over 0 bytes).
+        ref_names = [n for n in self.template if not is_adf_name(n)] or list(self.template)
+        self.num_tx_ref = sum(self.template[n].size for n in ref_names)
         self.downlink = Downlink(
             cfg.setting.direction,
             cfg.setting.initial_model,

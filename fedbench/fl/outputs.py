@@ -122,13 +122,15 @@ def primary_metric(task: str) -> str:
     return {"multilabel": "test_map", "segmentation": "test_miou"}.get(task, "test_acc")
 
 
-def write_metrics(out: Path, rows: list[dict[str, Any]]) -> None:
-    """metrics.csv with one row per finished round."""
+def write_metrics(out: Path, rows: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> None:
+    """metrics.csv with one row per finished round (`extra`: a runtime's own columns after
+    the standard ones, empty where a row lacks them)."""
+    cols = [*METRIC_COLUMNS, *extra]
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for row in rows:
-        w.writerow({k: _fmt(row[k]) for k in METRIC_COLUMNS})
+        w.writerow({k: _fmt(row[k]) if k in METRIC_COLUMNS else _fmt(row.get(k, "")) for k in cols})
     atomic_write(out / METRICS, buf.getvalue().encode())
 
 
@@ -223,8 +225,9 @@ def summarize(
                 "selected client from round 2, charged when it is selected"
             ),
             "final_broadcast_charged": False,
-            "reference": "uncompressed FedAvg without filter factors: float32 model to "
-            "and float32 update from each selected client",
+            "reference": "uncompressed FedAvg of the transmitted tensors without filter "
+            "factors (a factors-only update: the factors): float32 model to and float32 "
+            "update from each selected client",
         },
         "rounds": rounds,
         "rounds_to_target": to_target,

@@ -406,20 +406,12 @@ def _flower_run_class() -> type:
             return row
 
         def write_outputs(self) -> None:
-            import csv
-            import io
+            from fedbench.fl.outputs import write_factors, write_ledger, write_metrics
 
-            from fedbench.fl.outputs import METRIC_COLUMNS, METRICS, _fmt, atomic_write
-            from fedbench.fl.outputs import write_ledger as _write_ledger
-
-            cols = METRIC_COLUMNS + FLOWER_COLUMNS
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-            w.writeheader()
-            for row in self.rows:
-                w.writerow({k: _fmt(row.get(k, "")) for k in cols})
-            atomic_write(self.out / METRICS, buf.getvalue().encode())
-            _write_ledger(self.out, self.ledger)
+            # the simulator's outputs (metrics, ledger, factors) plus Flower's own columns
+            write_metrics(self.out, self.rows, tuple(FLOWER_COLUMNS))
+            write_ledger(self.out, self.ledger)
+            write_factors(self.out, self.rows)
 
         def summary(self) -> dict[str, Any]:
             out = super().summary()

@@ -137,6 +137,21 @@ def test_reference_is_the_same_for_every_method(synthetic_data, tmp_path):
     assert refs["adf"][2] == _model_params()
 
 
+def test_factors_only_update_has_the_factors_as_its_reference(synthetic_data, tmp_path):
+    """setting.regime factors: no non-factor tensor travels, so the float32 reference is the
+    factors themselves (a ratio over 0 reference bytes would read 0x)."""
+    cfg = small_config(
+        method={"name": "adf"},
+        setting={"direction": "bi", "regime": "factors"},
+        train={"rounds": 2},
+    )
+    s = run_fl(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
+    assert s["reference_transmitted_params"] == s["transmitted_params"] > 0
+    assert s["fp32_bytes_up"] == 2 * 4 * s["transmitted_params"] * 4  # 2 rounds, 4 clients
+    # the tiny model's few factors cost more than float32 (container headers): a true < 1
+    assert s["compression_ratio"] == s["fp32_bytes"] / s["total_bytes"] > 0
+
+
 @pytest.mark.parametrize("initial", ["free", "charged"])
 def test_initial_model_delivery_is_a_config_value(synthetic_data, tmp_path, initial):
     cfg = small_config(

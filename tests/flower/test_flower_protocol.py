@@ -167,6 +167,17 @@ def test_server_and_clients_compute_the_simulators_numbers(tmp_path, method, dir
     assert all(int(r["flower_bytes_up"]) > int(r["bytes_up"]) for r in flower_rows)
     summary = json.loads((tmp_path / "flower" / "summary.json").read_text())
     assert summary["flower"]["complete"] is True
+    # the same factors.npz (claim 2's figure reads it) for runs with filter factors
+    assert (tmp_path / "flower" / "factors.npz").is_file() == (method == "adf")
+    if method == "adf":
+        import numpy as np
+
+        with (
+            np.load(tmp_path / "flower" / "factors.npz") as a,
+            np.load(tmp_path / "sim" / "factors.npz") as b,
+        ):
+            assert sorted(a.files) == sorted(b.files)
+            assert all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
 def test_replies_are_put_in_client_order(tmp_path):
