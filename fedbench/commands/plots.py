@@ -63,7 +63,8 @@ def _frontier(args: argparse.Namespace) -> int:
         frontier.plot_frontier(points, ds, Path(args.out) / f"frontier_{ds}", args.tolerance)
     rows = frontier.headline_rows(points, args.tolerance)
     notes = frontier.equal_bytes_notes(raw)
-    frontier.write_headline(rows, notes, args.csv, args.md, args.tolerance)
+    reach = frontier.bytes_to_reach_notes(raw)
+    frontier.write_headline(rows, notes, args.csv, args.md, args.tolerance, reach)
     print(f"{len(raw)} runs, {len(points)} operating points -> {args.csv}, {args.md}")
     return 0
 

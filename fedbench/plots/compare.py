@@ -4,6 +4,10 @@ Each method's seed gives a curve of final accuracy against total bytes across th
 points (one point per operating point of that seed). Both methods' curves are interpolated
 linearly in log bytes at the same byte count, the differences A - B are paired by seed, and
 their mean comes with a two-sided 95 % Student-t interval over the seeds.
+
+The converse question (claim (3) of the paper: do the factors permit extra sparsity?) is
+`paired_bytes_to_reach`: at a fixed target accuracy, the bytes each method's curve needs to
+reach it, as a ratio A / B paired by seed (t-interval on the log ratio).
 """
 
 from __future__ import annotations
@@ -14,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["interpolate_at_bytes", "matched_bytes", "paired_equal_bytes"]
+__all__ = [
+    "bytes_to_reach",
+    "interpolate_at_bytes",
+    "matched_bytes",
+    "paired_bytes_to_reach",
+    "paired_equal_bytes",
+]
 
 Curve = Sequence[tuple[float, float]]  # (total bytes, accuracy) per sweep point
 
@@ -90,4 +100,62 @@ def paired_equal_bytes(
         "confidence": confidence,
         "bytes": float(nbytes),
         "diffs": diffs,
+    }
+
+
+def bytes_to_reach(curve: Curve, target: float) -> float:
+    """Fewest total bytes at which a curve (linear in log bytes) reaches `target` accuracy.
+
+    NaN if no point reaches it; the curve's smallest bytes if its first point already does
+    (then an upper bound: the sweep has no cheaper point).
+    """
+    x, y = _sorted(curve)
+    if y[0] >= target:
+        return float(math.exp(x[0]))
+    for i in range(1, len(x)):
+        if y[i] >= target:
+            t = x[i - 1] + (target - y[i - 1]) / (y[i] - y[i - 1]) * (x[i] - x[i - 1])
+            return float(math.exp(t))
+    return float("nan")
+
+
+def paired_bytes_to_reach(
+    a: Mapping[int, Curve],
+    b: Mapping[int, Curve],
+    target: float | None = None,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Bytes A and B need to reach `target` accuracy, as a ratio A / B paired by seed.
+
+    `target`: None = the highest accuracy every paired seed's curve of both methods reaches
+    (the smallest of their maxima). Returns the target, the geometric-mean ratio with its
+    t-interval (on log ratios; NaN for n < 2), n, the mean bytes of each method and the
+    per-seed ratios.
+    """
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        raise ValueError("no seed has runs of both methods")
+    if target is None:
+        target = min(float(_sorted(c[s])[1].max()) for c in (a, b) for s in seeds)
+    need = {s: (bytes_to_reach(a[s], target), bytes_to_reach(b[s], target)) for s in seeds}
+    ratios = {s: na / nb for s, (na, nb) in need.items() if not (math.isnan(na) or math.isnan(nb))}
+    n = len(ratios)
+    logs = np.log(np.array(list(ratios.values()), dtype=np.float64))
+    mean = float(math.exp(logs.mean())) if n else float("nan")
+    lo = hi = float("nan")
+    if n > 1:
+        from scipy.stats import t
+
+        half = float(t.ppf(0.5 + confidence / 2, n - 1)) * float(logs.std(ddof=1)) / math.sqrt(n)
+        lo, hi = float(math.exp(logs.mean() - half)), float(math.exp(logs.mean() + half))
+    return {
+        "target": float(target),
+        "ratio": mean,
+        "lo": lo,
+        "hi": hi,
+        "n": n,
+        "confidence": confidence,
+        "bytes_a": float(np.mean([need[s][0] for s in ratios])) if n else float("nan"),
+        "bytes_b": float(np.mean([need[s][1] for s in ratios])) if n else float("nan"),
+        "ratios": ratios,
     }

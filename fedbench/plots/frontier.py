@@ -31,6 +31,7 @@ __all__ = [
     "HEADLINE_COLUMNS",
     "PAPER_RATIO",
     "coder_of",
+    "bytes_to_reach_notes",
     "equal_bytes_notes",
     "headline_rows",
     "load_points",
@@ -295,6 +296,36 @@ def equal_bytes_notes(
     return out
 
 
+def _curves(
+    raw_points: Sequence[Mapping[str, Any]], cell: tuple, methods: Sequence[str]
+) -> dict[str, dict[int, list[tuple[float, float]]]]:
+    """Per method and seed, the (total bytes, final accuracy) points of one cell."""
+    curves: dict[str, dict[int, list[tuple[float, float]]]] = {m: {} for m in methods}
+    for p in raw_points:
+        if (p["dataset"], p["model"], p["setting"]) == cell and p["method"] in curves:
+            curves[p["method"]].setdefault(p["seed"], []).append((p["total_bytes"], p["acc"]))
+    return curves
+
+
+def bytes_to_reach_notes(
+    raw_points: Sequence[Mapping[str, Any]], a: str = "adf", b: str = "unscaled"
+) -> list[dict[str, Any]]:
+    """Per (dataset, model, setting) with both methods: `paired_bytes_to_reach`, the bytes
+    each needs for the highest accuracy both reach on every seed (claim (3))."""
+    from fedbench.plots.compare import paired_bytes_to_reach
+
+    out = []
+    for cell in sorted({(p["dataset"], p["model"], p["setting"]) for p in raw_points}):
+        curves = _curves(raw_points, cell, (a, b))
+        try:
+            res = paired_bytes_to_reach(curves[a], curves[b])
+        except ValueError:
+            continue
+        out.append({"dataset": cell[0], "model": cell[1], "setting": cell[2], "a": a, "b": b,
+                    **res})  # fmt: skip
+    return out
+
+
 def _fmt(v: Any) -> Any:
     if isinstance(v, float):
         return "" if math.isnan(v) else f"{v:.6g}"
@@ -313,8 +344,10 @@ def write_headline(
     csv_path: str | Path,
     md_path: str | Path,
     tolerance: float = 0.01,
+    reach: Sequence[Mapping[str, Any]] = (),
 ) -> None:
-    """headline.csv (HEADLINE_COLUMNS) and headline.md (the table, the rule, the notes)."""
+    """headline.csv (HEADLINE_COLUMNS) and headline.md (the table, the rule, the notes;
+    `reach`: bytes_to_reach_notes)."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=HEADLINE_COLUMNS, lineterminator="\n")
     w.writeheader()
@@ -365,9 +398,19 @@ def write_headline(
         lines.append("- no data set has runs of both compared methods")
     for n in notes:
         lines.append(
-            f"- {n['dataset']} {n['setting']}: {n['a']} - {n['b']} at {n['bytes'] / 1e6:.3f} MB: "
+            f"- {n['dataset']} {n['model']} {n['setting']}: {n['a']} - {n['b']} at "
+            f"{n['bytes'] / 1e6:.3f} MB: "
             f"{100 * n['mean']:+.2f} points, {100 * n['confidence']:.0f} % CI "
             f"[{100 * n['lo']:+.2f}, {100 * n['hi']:+.2f}], n = {n['n']} seeds"
+        )
+    if reach:
+        lines += ["", "## Notes: bytes to reach the same accuracy (paired by seed)", ""]
+    for n in reach:
+        lines.append(
+            f"- {n['dataset']} {n['model']} {n['setting']}: to reach {n['target']:.4f}, "
+            f"{n['a']} needs {n['bytes_a'] / 1e6:.3f} MB and {n['b']} {n['bytes_b'] / 1e6:.3f} "
+            f"MB: {n['a']} / {n['b']} = {n['ratio']:.3f}, {100 * n['confidence']:.0f} % CI "
+            f"[{n['lo']:.3f}, {n['hi']:.3f}], n = {n['n']} seeds"
         )
     Path(md_path).write_text("\n".join(lines) + "\n")
 

@@ -13,7 +13,13 @@ import pytest
 
 from fedbench.fl.config import config_to_dict, load_config
 from fedbench.plots import frontier
-from fedbench.plots.compare import interpolate_at_bytes, matched_bytes, paired_equal_bytes
+from fedbench.plots.compare import (
+    bytes_to_reach,
+    interpolate_at_bytes,
+    matched_bytes,
+    paired_bytes_to_reach,
+    paired_equal_bytes,
+)
 
 # ------------------------------------------------------------------ equal bytes
 
@@ -57,6 +63,35 @@ def test_paired_equal_bytes_refuses_curves_without_a_common_range():
         paired_equal_bytes({0: [(1, 0.5), (10, 0.6)]}, {0: [(100, 0.5), (1000, 0.6)]})
     with pytest.raises(ValueError, match="no seed"):
         paired_equal_bytes({0: [(1, 0.5)]}, {1: [(1, 0.5)]})
+
+
+def test_bytes_to_reach_by_hand():
+    curve = [(1e5, 0.9), (1e3, 0.5)]  # order does not matter; linear in log bytes
+    assert bytes_to_reach(curve, 0.7) == pytest.approx(1e4)
+    assert bytes_to_reach(curve, 0.4) == pytest.approx(1e3)  # first point: an upper bound
+    assert math.isnan(bytes_to_reach(curve, 0.95))
+    # a dip: the first crossing counts
+    assert bytes_to_reach([(1e2, 0.8), (1e4, 0.6), (1e6, 0.9)], 0.75) == pytest.approx(1e2)
+    assert bytes_to_reach([(1e2, 0.5), (1e4, 0.6), (1e6, 0.9)], 0.75) == pytest.approx(1e5)
+
+
+def test_paired_bytes_to_reach_by_hand():
+    a = {0: [(1e3, 0.5), (1e5, 0.9)], 1: [(1e3, 0.5), (1e5, 0.7)], 2: [(1e3, 0.6), (1e5, 0.8)]}
+    b = {0: [(1e4, 0.5), (1e6, 0.9)], 1: [(1e4, 0.5), (1e6, 0.7)], 2: [(1e4, 0.7), (1e6, 0.7)]}
+    r = paired_bytes_to_reach(a, b)
+    # the smallest maximum over both methods and seeds: 0.7; A reaches it at 1e4 (seed 0),
+    # 1e5 (seed 1), 10^4 (seed 2); B at 1e5, 1e6, 1e4 (its first point)
+    assert r["target"] == pytest.approx(0.7)
+    assert r["ratios"] == pytest.approx({0: 0.1, 1: 0.1, 2: 1.0})
+    logs = [math.log(0.1), math.log(0.1), 0.0]
+    mean = sum(logs) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / 2)
+    half = 4.302652729911275 * sd / math.sqrt(3)  # t(0.975, 2 df)
+    assert r["ratio"] == pytest.approx(math.exp(mean))
+    assert (r["lo"], r["hi"]) == pytest.approx((math.exp(mean - half), math.exp(mean + half)))
+    assert r["bytes_a"] == pytest.approx((1e4 + 1e5 + 1e4) / 3)
+    with pytest.raises(ValueError, match="no seed"):
+        paired_bytes_to_reach({0: [(1, 0.5)]}, {1: [(1, 0.5)]})
 
 
 # ------------------------------------------------------------------ frontier
@@ -206,6 +241,19 @@ def test_frontier_command_writes_figures_and_tables(tmp_path):
     assert list(rows[0]) == frontier.HEADLINE_COLUMNS
     md = (out / "headline.md").read_text()
     assert "377x" in md and "equal-bytes" in md and "n = 3 seeds" in md
+    # claim (3): bytes each needs for the accuracy both reach on every seed: the smallest
+    # per-seed maximum, unscaled's seed 0 (0.875 at 50x)
+    from fedbench.plots.runs import find_run_dirs
+
+    (reach,) = frontier.bytes_to_reach_notes(
+        frontier.load_points(find_run_dirs([tmp_path / "runs"]))
+    )
+    assert reach["target"] == pytest.approx(0.875) and reach["n"] == 3
+    # unscaled reaches it at 50x (seed 0), 200x (seed 1), 3/4 of the way from 500x to 200x
+    # in log bytes (seed 2: 0.86 -> 0.88)
+    seed2 = FP32_BYTES / 500 * 2.5**0.75
+    assert reach["bytes_b"] == pytest.approx((FP32_BYTES / 50 + FP32_BYTES / 200 + seed2) / 3)
+    assert "bytes to reach the same accuracy" in md and "to reach 0.8750, adf needs" in md
     # fp32 has no sparsity knob: an empty cell; the sparsifying rows show nominal/measured
     # what limits the best row: 300x is 1.3x short of 377x, its bytes 75 % weights
     assert "300x is 1.3x short of the paper's 377x; its bytes: weight 75 %, overhead 25 %" in md
