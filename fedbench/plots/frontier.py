@@ -287,10 +287,13 @@ def equal_bytes_notes(
         for p in raw_points:
             if (p["dataset"], p["model"], p["setting"]) == cell and p["method"] in curves:
                 curves[p["method"]].setdefault(p["seed"], []).append((p["total_bytes"], p["acc"]))
+        if not (curves[a] and curves[b]):
+            continue
         try:
             res = paired_equal_bytes(curves[a], curves[b])
-        except ValueError:
-            continue
+        except ValueError as exc:
+            # both methods ran but their byte ranges do not meet: say so, not nothing
+            res = {"error": str(exc)}
         out.append({"dataset": cell[0], "model": cell[1], "setting": cell[2], "a": a, "b": b,
                     **res})  # fmt: skip
     return out
@@ -397,11 +400,22 @@ def write_headline(
     if not notes:
         lines.append("- no data set has runs of both compared methods")
     for n in notes:
+        if "error" in n:
+            lines.append(
+                f"- {n['dataset']} {n['model']} {n['setting']}: {n['a']} - {n['b']}: "
+                f"not compared ({n['error']})"
+            )
+            continue
         lines.append(
             f"- {n['dataset']} {n['model']} {n['setting']}: {n['a']} - {n['b']} at "
             f"{n['bytes'] / 1e6:.3f} MB: "
-            f"{100 * n['mean']:+.2f} points, {100 * n['confidence']:.0f} % CI "
-            f"[{100 * n['lo']:+.2f}, {100 * n['hi']:+.2f}], n = {n['n']} seeds"
+            f"{100 * n['mean']:+.2f} points, "
+            + (
+                f"{100 * n['confidence']:.0f} % CI [{100 * n['lo']:+.2f}, {100 * n['hi']:+.2f}], "
+                if n["n"] > 1
+                else "no interval, "
+            )
+            + f"n = {n['n']} seeds"
         )
     if reach:
         lines += ["", "## Notes: bytes to reach the same accuracy (paired by seed)", ""]
@@ -409,8 +423,13 @@ def write_headline(
         lines.append(
             f"- {n['dataset']} {n['model']} {n['setting']}: to reach {n['target']:.4f}, "
             f"{n['a']} needs {n['bytes_a'] / 1e6:.3f} MB and {n['b']} {n['bytes_b'] / 1e6:.3f} "
-            f"MB: {n['a']} / {n['b']} = {n['ratio']:.3f}, {100 * n['confidence']:.0f} % CI "
-            f"[{n['lo']:.3f}, {n['hi']:.3f}], n = {n['n']} seeds"
+            f"MB: {n['a']} / {n['b']} = {n['ratio']:.3f}, "
+            + (
+                f"{100 * n['confidence']:.0f} % CI [{n['lo']:.3f}, {n['hi']:.3f}], "
+                if n["n"] > 1
+                else "no interval, "
+            )
+            + f"n = {n['n']} seeds"
         )
     Path(md_path).write_text("\n".join(lines) + "\n")
 

@@ -258,3 +258,19 @@ def test_frontier_command_writes_figures_and_tables(tmp_path):
     # what limits the best row: 300x is 1.3x short of 377x, its bytes 75 % weights
     assert "300x is 1.3x short of the paper's 377x; its bytes: weight 75 %, overhead 25 %" in md
     assert "| 377x |  |" in md and "| 0.99/0.99 |" in md and "nan" not in md
+
+
+def test_equal_bytes_notes_say_when_ranges_do_not_meet(tmp_path):
+    """Both methods ran but their byte ranges are disjoint: a note says so (no silent gap)."""
+    base = {"dataset": "d", "model": "m", "setting": "s", "seed": 0}
+    raw = [
+        {**base, "method": "adf", "total_bytes": 1e3, "acc": 0.5},
+        {**base, "method": "adf", "total_bytes": 2e3, "acc": 0.6},
+        {**base, "method": "unscaled", "total_bytes": 1e5, "acc": 0.5},
+        {**base, "method": "unscaled", "total_bytes": 2e5, "acc": 0.6},
+    ]
+    (note,) = frontier.equal_bytes_notes(raw)
+    assert "no byte range" in note["error"]
+    md = tmp_path / "h.md"
+    frontier.write_headline([], [note], tmp_path / "h.csv", md)
+    assert "d m s: adf - unscaled: not compared (the curves share no byte range" in md.read_text()
