@@ -49,10 +49,12 @@ def test_report_captions_and_categories(tmp_path: Path) -> None:
     assert sorted(categories[fl]["pneumoniamnist"]) == [
         f"{out}/accuracy_vs_mb_pneumoniamnist.png",
         f"{out}/accuracy_vs_round_pneumoniamnist.png",
+        f"{out}/adf_factors_pneumoniamnist.png",
     ]
     assert sorted(categories[fl]["all data sets"]) == [
         f"{out}/bytes_by_class.png",
         f"{out}/compression_ratio.png",
+        f"{out}/partial_update.png",
         f"{out}/sparsity_sweep.png",
     ]
     assert sorted(p for sub in categories["Codec"].values() for p in sub) == [
