@@ -40,6 +40,16 @@ def _sorted(curve: Curve) -> tuple[np.ndarray, np.ndarray]:
     return ux, y
 
 
+def _t_half_width(values: np.ndarray, confidence: float) -> float:
+    """Half width of the two-sided Student-t interval of the mean (NaN for fewer than 2)."""
+    n = len(values)
+    if n < 2:
+        return float("nan")
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + confidence / 2, n - 1)) * float(values.std(ddof=1)) / math.sqrt(n)
+
+
 def interpolate_at_bytes(curve: Curve, nbytes: float) -> float:
     """Accuracy of a curve at `nbytes`, linear in log bytes; NaN outside its byte range."""
     x, y = _sorted(curve)
@@ -85,12 +95,8 @@ def paired_equal_bytes(
     vals = np.array(list(diffs.values()), dtype=np.float64)
     mean = float(vals.mean()) if n else float("nan")
     sd = float(vals.std(ddof=1)) if n > 1 else float("nan")
-    lo = hi = float("nan")
-    if n > 1:
-        from scipy.stats import t
-
-        half = float(t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-        lo, hi = mean - half, mean + half
+    half = _t_half_width(vals, confidence)
+    lo, hi = mean - half, mean + half
     return {
         "mean": mean,
         "sd": sd,
@@ -141,13 +147,9 @@ def paired_bytes_to_reach(
     ratios = {s: na / nb for s, (na, nb) in need.items() if not (math.isnan(na) or math.isnan(nb))}
     n = len(ratios)
     logs = np.log(np.array(list(ratios.values()), dtype=np.float64))
-    mean = float(math.exp(logs.mean())) if n else float("nan")
-    lo = hi = float("nan")
-    if n > 1:
-        from scipy.stats import t
-
-        half = float(t.ppf(0.5 + confidence / 2, n - 1)) * float(logs.std(ddof=1)) / math.sqrt(n)
-        lo, hi = float(math.exp(logs.mean() - half)), float(math.exp(logs.mean() + half))
+    center = float(logs.mean()) if n else float("nan")  # the log of the geometric mean
+    half = _t_half_width(logs, confidence)
+    mean, lo, hi = math.exp(center), math.exp(center - half), math.exp(center + half)
     return {
         "target": float(target),
         "ratio": mean,

@@ -281,12 +281,8 @@ def equal_bytes_notes(
     from fedbench.plots.compare import paired_equal_bytes
 
     out = []
-    cells = sorted({(p["dataset"], p["model"], p["setting"]) for p in raw_points})
-    for cell in cells:
-        curves: dict[str, dict[int, list[tuple[float, float]]]] = {a: {}, b: {}}
-        for p in raw_points:
-            if (p["dataset"], p["model"], p["setting"]) == cell and p["method"] in curves:
-                curves[p["method"]].setdefault(p["seed"], []).append((p["total_bytes"], p["acc"]))
+    for cell in sorted({(p["dataset"], p["model"], p["setting"]) for p in raw_points}):
+        curves = _curves(raw_points, cell, (a, b))
         if not (curves[a] and curves[b]):
             continue
         try:
