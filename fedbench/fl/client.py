@@ -23,7 +23,7 @@ from fedbench.fl.compressors import TensorSpec, UpdateCompressor, compress_with_
 from fedbench.fl.config import RunConfig
 from fedbench.fl.data import FederatedData
 from fedbench.fl.parallel import ClientPool
-from fedbench.fl.template import is_running_stat
+from fedbench.fl.template import is_running_stat, load_model_state
 from fedbench.fl.training import train_local
 
 __all__ = [
@@ -104,7 +104,7 @@ def train_client(
 ) -> tuple[float, dict[str, Any]]:
     """Load `start` into `model` and train the client on it; (mean loss, optimizer state)."""
     cfg = setup.cfg
-    model.load_state_dict(start)
+    load_model_state(model, start)
     if state.bn_stats:
         # method.bn_stats=local: the client's own statistics replace the start model's
         with torch.no_grad():

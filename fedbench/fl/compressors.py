@@ -10,7 +10,8 @@ ordered template (`TensorSpec` per transmitted tensor: shape and kind). Kinds:
 
 Within "fine", DeepCABAC codes each tensor class (`tensor_class`: bn_affine, bn_stats, bias,
 adf, other; the classes of fedbench.fl.ledger) at its own QP, and can sparsify the non-weight
-classes; every class is under the same error feedback (compress_with_feedback).
+classes; every class is under the same error feedback (compress_with_feedback), except that
+running statistics left out of a message carry no residual (`unsent_state`).
 
 Compressors:
 
@@ -27,7 +28,8 @@ Compressors:
               whose smallest kept entry would quantize to zero at `qp` is coded at the
               coarsest finer QP that keeps it (the QP is stored per tensor in the stream).
               bn_stats_every = k: BatchNorm running statistics are sent in rounds k, 2k, ...
-              (the round from set_context), as zeros in between; error feedback carries them.
+              (the round from set_context), as zeros in between. Held or sparsified-away
+              statistics carry no residual (unsent_state): the next delta re-measures them.
 - stc:        sparse ternary compression (Sattler et al. 2020): top-k per weight tensor (or
               over all weight tensors with sparsifier=topk-global; other sparsifier values
               mean per tensor), kept
@@ -162,6 +164,16 @@ class UpdateCompressor(ABC):
     def decode(self, data: bytes) -> dict[str, np.ndarray]:
         """Reconstruct the update (float32 arrays) from a bitstream."""
 
+    def unsent_state(self, update: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Running-statistic entries `encode(update)` leaves out (flat boolean masks).
+
+        A running statistic is a state the client measures, not an increment: the next
+        round's delta (measured minus received) already contains what was not sent, so error
+        feedback must not carry it as well, or it arrives twice (k times after k held
+        rounds). Only its quantization error is a residual. Default: every entry is sent.
+        """
+        return {}
+
     def tensor_bytes(self, data: bytes) -> dict[str, int]:
         """Bytes of `data` per tensor, with OVERHEAD for the rest; adds up to len(data).
 
@@ -220,6 +232,8 @@ def compress_with_feedback(
     bits = comp.encode(update)
     dec = comp.decode(bits)
     residual = {n: (np.asarray(update[n], dtype=np.float32) - dec[n]) for n in update}
+    for n, mask in comp.unsent_state(update).items():
+        residual[n].reshape(-1)[mask] = 0.0
     return bits, dec, residual
 
 
@@ -335,10 +349,7 @@ class DeepCabacCompressor(UpdateCompressor):
         exact = bool(o.get("exact_sparsity", False)) and sparsifier != "structured"
         class_qp = {c: o.get(f"{c}_qp") for c in ("bn_affine", "bn_stats", "bias", "adf")}
         nw_sparsity = float(o.get("nonweight_sparsity", 0.0))
-        # bn_stats_every = k: the statistics travel in rounds k, 2k, ... only; in between they
-        # are sent as zeros and error feedback accumulates them (context: seed, round, ...)
-        every = int(o.get("bn_stats_every", 1))
-        hold_stats = every > 1 and len(self.context) > 1 and self.context[1] % every != 0
+        hold_stats = self._hold_stats()
         tensors: dict[str, np.ndarray] = {}
         qps: dict[str, int] = {}
         for n, spec in self.template.items():
@@ -362,6 +373,29 @@ class DeepCabacCompressor(UpdateCompressor):
                 qps[n] = int(q)
         # No per-tensor QPs: the call (and the stream) of the configuration without them.
         return encode(tensors, cfg, qp=qps) if qps else encode(tensors, cfg)
+
+    def _hold_stats(self) -> bool:
+        """bn_stats_every = k: the statistics travel in rounds k, 2k, ... only, as zeros in
+        between (context: seed, round, ...)."""
+        every = int(self.options.get("bn_stats_every", 1))
+        return every > 1 and len(self.context) > 1 and self.context[1] % every != 0
+
+    def unsent_state(self, update: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Held (bn_stats_every) or sparsified-away (nonweight_sparsity) statistic entries."""
+        nw_sparsity = float(self.options.get("nonweight_sparsity", 0.0))
+        hold = self._hold_stats()
+        if not hold and nw_sparsity <= 0:
+            return {}
+        out = {}
+        for n in self.template:
+            if tensor_class(n, self.template) != "bn_stats":
+                continue
+            flat = np.asarray(update[n], dtype=np.float32).reshape(-1)
+            if hold:
+                out[n] = np.ones(flat.shape, dtype=bool)
+            else:
+                out[n] = sparsify_unstructured(flat, nw_sparsity) == 0
+        return out
 
     def decode(self, data: bytes) -> dict[str, np.ndarray]:
         """DeepCABAC-decode and restore template shapes."""

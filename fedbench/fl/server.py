@@ -24,6 +24,7 @@ from fedbench.fl.adf import fold_adf_state, fold_by_client_factors
 from fedbench.fl.compressors import TensorSpec, UpdateCompressor
 from fedbench.fl.config import RunConfig
 from fedbench.fl.data import FederatedData
+from fedbench.fl.template import load_model_state
 from fedbench.fl.training import evaluate
 
 __all__ = ["BROADCAST_CONTEXT", "ServerRound", "evaluate_models", "server_round"]
@@ -123,12 +124,12 @@ def evaluate_models(
         # local BatchNorm statistics: the server's model has none of its own
         "bn_stats": "batch" if cfg.method.bn_stats == "local" else "running",
     }
-    model.load_state_dict(global_state)
+    load_model_state(model, global_state)
     out = evaluate(model, data, bs, **opts)
     if data.has_val:
         out["val_metric"] = evaluate(model, data, bs, split="val", **opts)[metric]
     if view is not None:
-        model.load_state_dict(view)
+        load_model_state(model, view)
         clients = evaluate(model, data, bs, **opts)
     else:
         clients = out  # uni: clients receive W itself, losslessly

@@ -13,7 +13,13 @@ from fedbench.fl.config import ConfigError, RunConfig
 from fedbench.fl.data import FederatedData
 from fedbench.fl.ledger import tensor_classes
 
-__all__ = ["build_template", "default_model", "is_running_stat", "resolve_device"]
+__all__ = [
+    "build_template",
+    "default_model",
+    "is_running_stat",
+    "load_model_state",
+    "resolve_device",
+]
 
 log = logging.getLogger("fedbench.fl")
 
@@ -95,6 +101,30 @@ def _match_partial(model: nn.Module, names: list[str], patterns: list[str]) -> s
 def is_running_stat(name: str) -> bool:
     """True for a BatchNorm running statistic (running_mean / running_var)."""
     return name.rsplit(".", 1)[-1] in ("running_mean", "running_var")
+
+
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> int:
+    """Load `state` into `model`, running variances clipped at 0; the number clipped.
+
+    A running variance is a mean of positive values, but the state that carries it is a sum
+    of quantized, sparsified deltas, which can step below zero (QSGD, coarse bn_stats_qp,
+    nonweight_sparsity). BatchNorm then takes the square root of a negative number and every
+    output is NaN. The clip is applied to the module only, the same on server and clients,
+    so the state's algebra and the byte accounting are unchanged; the client's next delta
+    (trained model minus the unclipped start) carries the correction back.
+    """
+    model.load_state_dict(state)
+    clipped = 0
+    with torch.no_grad():
+        for module in model.modules():
+            var = getattr(module, "running_var", None)
+            if isinstance(module, nn.modules.batchnorm._NormBase) and var is not None:
+                negative = var < 0
+                n = int(negative.sum())
+                if n:
+                    var.clamp_(min=0.0)
+                    clipped += n
+    return clipped
 
 
 def build_template(model: nn.Module, cfg: RunConfig) -> dict[str, TensorSpec]:

@@ -97,7 +97,8 @@ def test_nonweight_sparsity_zeroes_that_fraction_of_each_bn_and_bias_tensor():
 @pytest.mark.parametrize("mode", ["nnc", "sparse"])
 def test_error_feedback_telescopes_in_every_class(mode):
     """Over rounds, decoded + final residual = sum of updates, class by class; a coarse class
-    QP leaves a residual that the next round carries."""
+    QP leaves a residual that the next round carries. (Running statistics are sent densely
+    here: what nonweight_sparsity leaves out of them carries no residual, tested below.)"""
     comp = build_compressor(
         "deepcabac",
         TEMPLATE,
@@ -109,6 +110,7 @@ def test_error_feedback_telescopes_in_every_class(mode):
         adf_qp=-16,
         nonweight_sparsity=0.5,
     )
+    comp.unsent_state = lambda update: {}  # the increment semantics, for every class
     total = {n: np.zeros(s.shape, np.float64) for n, s in TEMPLATE.items()}
     sent = {n: np.zeros(s.shape, np.float64) for n, s in TEMPLATE.items()}
     res = {n: np.zeros(s.shape, np.float32) for n, s in TEMPLATE.items()}
@@ -122,6 +124,46 @@ def test_error_feedback_telescopes_in_every_class(mode):
             assert np.abs(res[n]).max() > 0, n  # every class leaves something to carry
     for n in TEMPLATE:
         np.testing.assert_allclose(sent[n] + res[n], total[n], rtol=0, atol=1e-6, err_msg=n)
+
+
+STATS = [n for n in TEMPLATE if CLASS[n] == "bn_stats"]
+
+
+@pytest.mark.parametrize(
+    "knobs", [{"nonweight_sparsity": 0.75}, {"bn_stats_every": 3}], ids=["sparsified", "held"]
+)
+@pytest.mark.parametrize("carry_unsent", [False, True])
+def test_running_statistics_reach_the_measured_value_without_overshoot(knobs, carry_unsent):
+    """A running statistic is a measured state: each round a client sends the gap between
+    the value it measures (t) and the value it received (v). Entries the message leaves out
+    are re-measured in the next gap, so they carry no residual; carrying them too (the
+    increment rule) sends them twice, and k times after k held rounds: v overshoots t."""
+    comp = build_compressor("deepcabac", TEMPLATE, bn_stats_qp=-40, **knobs)
+    if carry_unsent:
+        comp.unsent_state = lambda update: {}
+    step = 2.0 ** (-40 / 4)
+    rng = np.random.default_rng(0)
+    target = {n: rng.uniform(0.05, 0.5, 16).astype(np.float32) for n in STATS}
+    v = {n: np.ones(16, np.float32) for n in STATS}  # BatchNorm's initial running_var
+    res = {n: np.zeros(s.shape, np.float32) for n, s in TEMPLATE.items()}
+    worst = 0.0
+    for r in range(1, 13):
+        comp.set_context(0, r, 0)
+        gap = {n: np.zeros(s.shape, np.float32) for n, s in TEMPLATE.items()}
+        gap.update({n: target[n] - v[n] for n in STATS})
+        _, dec, res = compress_with_feedback(comp, {n: gap[n] + res[n] for n in TEMPLATE})
+        for n in STATS:
+            v[n] = v[n] + dec[n]
+            # every statistic moves from 1 down towards its target: below it is overshoot
+            worst = max(worst, float((target[n] - v[n]).max()))
+    if carry_unsent:
+        assert worst > 0.05
+        return
+    assert worst <= step
+    for n in STATS:
+        np.testing.assert_allclose(v[n], target[n], atol=step)
+        sent = np.abs(dec[n]) > 0
+        np.testing.assert_array_equal(res[n][~sent & (np.abs(gap[n]) > step)], 0.0)
 
 
 def test_the_round_loop_carries_every_class_residual_to_the_next_round(synthetic_data, tmp_path):
@@ -237,22 +279,22 @@ def test_measured_sparsity_in_the_summary_follows_the_knob(synthetic_data, tmp_p
 # ------------------------------------------------------------ BatchNorm statistics every k
 
 
-def test_bn_stats_every_k_rounds_sends_the_accumulated_statistics():
+def test_bn_stats_every_k_rounds_sends_the_statistics_of_that_round():
+    """Held rounds send no statistics and keep no residual of them (the state is measured
+    again); round k sends its own gap, up to the QP step."""
     comp = build_compressor("deepcabac", TEMPLATE, sparsity=0.5, bn_stats_every=3, bn_stats_qp=-40)
     stats = [n for n, c in CLASS.items() if c == "bn_stats"]
     res = {n: np.zeros(s.shape, np.float32) for n, s in TEMPLATE.items()}
-    total = {n: np.zeros(TEMPLATE[n].shape, np.float64) for n in stats}
     for r in (1, 2, 3):
         comp.set_context(0, r, 5)
         delta = _update(seed=r)
         _, dec, res = compress_with_feedback(comp, {n: delta[n] + res[n] for n in TEMPLATE})
         for n in stats:
-            total[n] += delta[n]
-            if r < 3:  # held back: nothing sent, all of it in the residual
+            if r < 3:  # held back: nothing sent, nothing carried
                 assert not dec[n].any()
-                np.testing.assert_allclose(res[n], total[n], atol=1e-6)
-            else:  # round 3 carries the three rounds' change, up to the QP -40 step
-                np.testing.assert_allclose(dec[n], total[n], atol=2 ** (-40 / 4))
+                assert not res[n].any()
+            else:
+                np.testing.assert_allclose(dec[n], delta[n], atol=2 ** (-40 / 4))
     # other classes are sent every round
     assert dec["bn1.weight"].any() and dec["conv1.adf_scale"].any()
 
