@@ -69,8 +69,35 @@ def _frontier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    """Run the headline rows' commands and compare with their first seed."""
+    from fedbench.plots import reproduce
+
+    try:
+        rows = reproduce.read_headline(args.csv, args.rows)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"fedbench plots reproduce: error: {exc}", file=sys.stderr)
+        return 2
+    if not rows:
+        print(
+            f"fedbench plots reproduce: error: no rows {args.rows} in {args.csv}", file=sys.stderr
+        )
+        return 2
+    results = reproduce.check_rows(rows, args.out, acc_tol=args.acc_tol, ratio_tol=args.ratio_tol)
+    report = args.md or f"{args.out}/reproduce.md"
+    reproduce.write_report(results, report)
+    for r in results:
+        got = f"acc {r['acc']:.4f} ratio {r['ratio']:.1f}x" if "acc" in r else "failed"
+        print(
+            f"{'ok ' if r['ok'] else 'BAD'} {r['row']} {r['dataset']} {r['method']} {r['knobs']}: "
+            f"row acc {r['want_acc']:.4f} ratio {r['want_ratio']:.1f}x, run {got}"
+        )
+    print(f"-> {report}")
+    return 0 if all(r["ok"] for r in results) else 1
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `fedbench plots figures` and `fedbench plots table`."""
+    """Add `fedbench plots figures|table|frontier|reproduce`."""
     parser = subparsers.add_parser(
         "plots", help="figures and results tables from run outputs", description=__doc__
     )
@@ -127,3 +154,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tolerance", type=float, default=0.01, help="accuracy below fp32 allowed (0.01)"
     )
     fro.set_defaults(func=_frontier)
+
+    rep = sub.add_parser(
+        "reproduce",
+        help="run the headline rows' commands and check they reproduce the first seed",
+        description="Run each selected headline row's `command` (its first seed, from this "
+        "folder as from a clean checkout) and compare with the row's first-seed accuracy "
+        "(within --acc-tol) and compression ratio (within --ratio-tol, relative). Exit 1 if "
+        "any row is not reproduced.",
+    )
+    rep.add_argument("--csv", required=True, metavar="FILE", help="headline CSV")
+    rep.add_argument("--out", required=True, metavar="DIR", help="folder for the runs")
+    rep.add_argument(
+        "--rows", nargs="+", default=["best", "best_nnc"], metavar="ROW",
+        help="row kinds to check (default: best best_nnc; 'method' for every method)",
+    )  # fmt: skip
+    rep.add_argument("--acc-tol", type=float, default=0.01, help="accuracy tolerance (0.01)")
+    rep.add_argument("--ratio-tol", type=float, default=0.02, help="relative ratio tol. (0.02)")
+    rep.add_argument("--md", metavar="FILE", help="report (default: OUT/reproduce.md)")
+    rep.set_defaults(func=_reproduce)

@@ -196,6 +196,8 @@ def test_headline_command_reproduces_the_first_seed_config(tmp_path):
     row = next(r for r in frontier.headline_rows(pts) if r["row"] == "best")
     words = shlex.split(row["command"])
     assert words[:3] == ["fedbench", "fl", "--config"] and "seed=0" in words
+    # what `fedbench plots reproduce` compares the command's run with: seed 0's own numbers
+    assert (row["first_seed"], row["first_acc"], row["first_ratio"]) == (0, 0.871, 300)
     sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
     cfg = load_config(words[3], sets)
     want = load_config(
