@@ -23,8 +23,21 @@ rule frontier:
         RUN_INPUTS,
     output:
         pdf=expand(f"{FIGURES}/frontier_{{ds}}.pdf", ds=DATASETS_RUN),
-        png=expand(f"{FIGURES}/frontier_{{ds}}.png", ds=DATASETS_RUN),
-        csv=f"{HEADLINE}.csv",
+        png=[
+            report(
+                f"{FIGURES}/frontier_{ds}.png",
+                caption="report/frontier.rst",
+                category="Rate-accuracy frontier",
+                labels={"figure": "frontier", "data set": ds},
+            )
+            for ds in DATASETS_RUN
+        ],
+        csv=report(
+            f"{HEADLINE}.csv",
+            caption="report/headline.rst",
+            category="Rate-accuracy frontier",
+            labels={"figure": "headline", "data set": "all"},
+        ),
         md=f"{HEADLINE}.md",
     log:
         f"{RESULTS}/logs/figures/frontier.log",

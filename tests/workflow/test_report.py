@@ -64,3 +64,33 @@ def test_report_captions_and_categories(tmp_path: Path) -> None:
     assert re.search(
         r"One row per federated-learning run", results[f"{out}/results_table.csv"]["caption"]
     )
+
+
+def test_report_shows_the_frontier_and_headline(tmp_path: Path) -> None:
+    """With frontier.enabled, the frontier figure and headline table are in the report."""
+    figures = tmp_path / "results" / "smoke" / "figures"
+    figures.mkdir(parents=True)
+    for stem in [*figure_stems({"pneumoniamnist"}, bench=True), "frontier_pneumoniamnist"]:
+        (figures / f"{stem}.png").write_bytes(PNG)
+    for table in ("results_table.csv", "headline.csv"):
+        (figures / table).write_text("x\n")
+    overlay = tmp_path / "frontier.yaml"
+    overlay.write_text("frontier: {enabled: true, headline: results/smoke/figures/headline}\n")
+    smoke = str(REPO / "config" / "smoke.yaml")
+    result = run_snakemake(
+        ["--report", "report.html", "--configfile", smoke, str(overlay)], tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (tmp_path / "report.html").read_text()
+    results, categories = _report_json(html, "results"), _report_json(html, "categories")
+    out = "results/smoke/figures"
+    frontier = categories["Rate-accuracy frontier"]
+    assert sorted(p for sub in frontier.values() for p in sub) == [
+        f"{out}/frontier_pneumoniamnist.png",
+        f"{out}/headline.csv",
+    ]
+    assert (
+        "rate-accuracy frontier of one data set"
+        in results[f"{out}/frontier_pneumoniamnist.png"]["caption"]
+    )
+    assert "The headline table" in results[f"{out}/headline.csv"]["caption"]
