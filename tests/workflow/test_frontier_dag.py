@@ -68,7 +68,7 @@ def test_default_config_keeps_a_frontier_slice(tmp_path):
     points = Counter((j["method"], j["variant"]) for j in bi)
     assert min(points.values()) == 3
     assert len(points) <= 16  # a slice: the default DAG stays near an hour
-    # with the transfer cell: 83 runs, 52 min on 2 cores measured (README); near an hour
+    # with the transfer cell: 86 runs, about 55 min on 2 cores (README); near an hour
     assert len(fl) <= 90
     cmd = _frontier_command(stdout)
     assert len(cmd.split("--runs ")[1].split(" --out")[0].split()) == len(fl)
