@@ -388,7 +388,7 @@ def write_headline(
         "",
     ]
     for r in rows:
-        lines.append(f"- {r['row']} {r['dataset']} {r['method']}: `{r['command']}`")
+        lines.append(f"- {r['row']} {r['dataset']} {r['setting']} {r['method']}: `{r['command']}`")
     lines += ["", "## Notes: the paper's 377x and what limits the best rows", ""]
     for r in rows:
         if r["row"] not in ("best", "best_nnc"):
@@ -402,7 +402,8 @@ def write_headline(
             else f"is {r['paper_ratio'] / r['ratio_mean']:.1f}x short of"
         )
         lines.append(
-            f"- {r['row']} {r['dataset']} ({r['method']}, {r['knobs']}, {r['coder']}): "
+            f"- {r['row']} {r['dataset']} {r['setting']} ({r['method']}, {r['knobs']}, "
+            f"{r['coder']}): "
             f"{r['ratio_mean']:.0f}x {verdict} the paper's {r['paper_ratio']:.0f}x; its bytes: "
             f"{split}"
         )
