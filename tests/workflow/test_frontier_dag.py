@@ -78,3 +78,25 @@ def test_default_config_keeps_a_frontier_slice(tmp_path):
 def test_no_frontier_section_no_frontier_job(tmp_path):
     _, jobs = _dry("smoke.yaml", tmp_path)
     assert "frontier" not in {j["rule"] for j in jobs}
+
+
+def test_frontier_core_overlay_runs_a_subset_of_the_full_sweep(tmp_path):
+    """config/frontier_core.yaml over config/frontier.yaml: 8 PneumoniaMNIST points x 3 seeds,
+    each run the same job (same folder) as in the full sweep, so the full sweep reuses it."""
+    keys = ("dataset", "model", "setting", "method", "variant", "seed")
+
+    def runs(jobs):
+        return {tuple(j[k] for k in keys) for j in jobs if j["rule"] == "fl_run"}
+
+    (tmp_path / "full").mkdir()
+    (tmp_path / "core").mkdir()
+    full = runs(_dry("frontier.yaml", tmp_path / "full")[1])
+    configs = [str(REPO / "config" / name) for name in ("frontier.yaml", "frontier_core.yaml")]
+    result = run_snakemake(["-n", "-p", "--configfile", *configs], tmp_path / "core")
+    assert result.returncode == 0, result.stderr[-3000:]
+    stdout = result.stdout
+    core = runs(dry_run_jobs(stdout))
+    assert len(core) == 24 and core <= full
+    assert {(r[0], r[2]) for r in core} == {("pneumoniamnist", "bi")}
+    cmd = _frontier_command(stdout)
+    assert "--csv figures/headline_core.csv --md figures/headline_core.md" in cmd
