@@ -166,8 +166,8 @@ method
                                 quantize at `qp`, which zeroes more than `sparsity` whenever
                                 the step is coarse (QP -32 alone zeroes ~97 %).
   bn_stats_every (int>=1, 1)    DeepCABAC: send the BatchNorm running statistics in rounds
-                                k, 2k, ... only (zeros in between; error feedback accumulates
-                                them, so round k carries all k rounds' change).
+                                k, 2k, ... only (zeros in between; held statistics carry no
+                                residual: round k's gap re-measures them).
   bn_stats (send|local, send)   BatchNorm running statistics: send = transmitted like any
                                 tensor (bn_stats_qp, bn_stats_every); local = never sent:
                                 each client keeps its own between rounds, and evaluation
