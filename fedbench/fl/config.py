@@ -168,11 +168,21 @@ method
   bn_stats_every (int>=1, 1)    DeepCABAC: send the BatchNorm running statistics in rounds
                                 k, 2k, ... only (zeros in between; held statistics carry no
                                 residual: round k's gap re-measures them).
-  bn_stats (send|local, send)   BatchNorm running statistics: send = transmitted like any
-                                tensor (bn_stats_qp, bn_stats_every); local = never sent:
-                                each client keeps its own between rounds, and evaluation
-                                normalises with each test batch's statistics (the server
-                                has none; summary.json `bn_stats_eval` says which were used).
+  bn_stats (send|local|recalibrate, send)  BatchNorm running statistics: send = transmitted
+                                like any tensor (bn_stats_qp, bn_stats_every); local = never
+                                sent: each client keeps its own between rounds, and
+                                evaluation normalises with each test batch's statistics (the
+                                server has none); recalibrate = never sent (0 bytes): local
+                                training normalises with batch statistics, so it needs none,
+                                and every evaluated model (server's and clients') gets the
+                                statistics of its own weights, measured by one forward pass
+                                over the clients' pooled training samples
+                                (bn_recalibrate_samples), as each client would on receipt.
+                                Needs train.bn_mode=batch. summary.json `bn_stats_eval` says
+                                which statistics were used.
+  bn_recalibrate_samples (int>=2|null, 1024)  bn_stats=recalibrate: training samples the
+                                statistics are measured on (drawn once per run from the
+                                seed; null = all the clients' samples).
   dq (bool, false)              dependent (trellis-coded) quantization.
   param_opt (bool, false)       codec parameter optimisation.
   codec_mode (nnc|sparse, nnc)
@@ -252,7 +262,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "setting.initial_model": ("free", "charged"),
     "method.sparsifier": SPARSIFIERS,
     "method.codec_mode": ("nnc", "sparse"),
-    "method.bn_stats": ("send", "local"),
+    "method.bn_stats": ("send", "local", "recalibrate"),
     "method.adf_position": ("auto", "weight", "output"),
 }
 
@@ -352,6 +362,7 @@ class MethodConfig:
     exact_sparsity: bool = False
     bn_stats_every: int = 1
     bn_stats: str = "send"
+    bn_recalibrate_samples: int | None = 1024
     dq: bool = False
     param_opt: bool = False
     codec_mode: str = "nnc"
@@ -616,6 +627,19 @@ def _validate(cfg: RunConfig) -> None:
         "method.bn_stats_every",
         "sends the statistics every k rounds, so it needs method.bn_stats=send",
         m.bn_stats_every,
+    )
+    _check(
+        m.bn_recalibrate_samples is None or m.bn_recalibrate_samples >= 2,
+        "method.bn_recalibrate_samples",
+        "must be null or >= 2 (a statistic needs a batch)",
+        m.bn_recalibrate_samples,
+    )
+    _check(
+        m.bn_stats != "recalibrate" or cfg.train.bn_mode == "batch",
+        "method.bn_stats",
+        "recalibrate measures the statistics only where models are evaluated, so local "
+        f"training must not use them: it needs train.bn_mode=batch, not {cfg.train.bn_mode}",
+        m.bn_stats,
     )
     _check(
         0 <= m.nonweight_sparsity < 1,

@@ -253,6 +253,10 @@ def summarize(
             "test-batch statistics (method.bn_stats=local: the server has no running "
             "statistics; each client keeps its own)"
             if cfg.method.bn_stats == "local"
+            else "statistics of each evaluated model's own weights, measured on "
+            f"{cfg.method.bn_recalibrate_samples or 'all the'} pooled client training samples "
+            "(method.bn_stats=recalibrate; none transmitted)"
+            if cfg.method.bn_stats == "recalibrate"
             else "running statistics of the evaluated model"
         ),
         "train_s": float(sum(r["train_s"] for r in rows)),

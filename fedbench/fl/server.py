@@ -25,7 +25,7 @@ from fedbench.fl.compressors import TensorSpec, UpdateCompressor
 from fedbench.fl.config import RunConfig
 from fedbench.fl.data import FederatedData
 from fedbench.fl.template import load_model_state
-from fedbench.fl.training import evaluate
+from fedbench.fl.training import evaluate, recalibrate_bn, recalibration_indices
 
 __all__ = ["BROADCAST_CONTEXT", "ServerRound", "evaluate_models", "server_round"]
 
@@ -115,6 +115,8 @@ def evaluate_models(
     """Server model on test (and validation: val_metric), clients' model on test.
 
     The clients' model is `view` (bidirectional) or W itself (uni: sent losslessly).
+    With method.bn_stats=recalibrate each model is evaluated with the BatchNorm statistics
+    of its own weights (training.recalibrate_bn); the states themselves are not changed.
     `model` is used as scratch: it ends holding the last state evaluated.
     """
     bs = cfg.train.eval_batch_size
@@ -124,12 +126,21 @@ def evaluate_models(
         # local BatchNorm statistics: the server's model has none of its own
         "bn_stats": "batch" if cfg.method.bn_stats == "local" else "running",
     }
-    load_model_state(model, global_state)
+    recal = None
+    if cfg.method.bn_stats == "recalibrate":
+        recal = recalibration_indices(data, cfg.method.bn_recalibrate_samples, cfg.seed)
+
+    def load(state: dict[str, torch.Tensor]) -> None:
+        load_model_state(model, state)
+        if recal is not None:
+            recalibrate_bn(model, data, recal, bs, opts["precision"], opts["memory_format"])
+
+    load(global_state)
     out = evaluate(model, data, bs, **opts)
     if data.has_val:
         out["val_metric"] = evaluate(model, data, bs, split="val", **opts)[metric]
     if view is not None:
-        load_model_state(model, view)
+        load(view)
         clients = evaluate(model, data, bs, **opts)
     else:
         clients = out  # uni: clients receive W itself, losslessly

@@ -142,8 +142,10 @@ def build_template(model: nn.Module, cfg: RunConfig) -> dict[str, TensorSpec]:
         is_weight = t.dim() >= 2 and n.endswith("weight") and not is_adf_name(n)
         if not is_weight and not cfg.method.include_nonweights and not is_adf_name(n):
             continue
-        if cfg.method.bn_stats == "local" and is_running_stat(n):
-            continue  # each client keeps its own (fedbench.fl.client.ClientState.bn_stats)
+        if cfg.method.bn_stats != "send" and is_running_stat(n):
+            # local: each client keeps its own (fedbench.fl.client.ClientState.bn_stats);
+            # recalibrate: measured where a model is evaluated (server.evaluate_models)
+            continue
         template[n] = TensorSpec(tuple(t.shape), "weight" if is_weight else "fine", classes[n])
     if not template:
         raise ConfigError("setting.partial: no tensor left to train and transmit")

@@ -309,6 +309,63 @@ def _train_steps(
     return total / max(count, 1), opt.state_dict()
 
 
+def recalibration_indices(data: FederatedData, samples: int | None, seed: int) -> np.ndarray:
+    """The clients' pooled training samples BatchNorm statistics are measured on.
+
+    `samples` = None: all of them; else a subset of that size drawn once from `seed`, so
+    every evaluation of a run measures on the same images.
+    """
+    pooled = np.sort(np.concatenate([np.asarray(i, dtype=np.int64) for i in data.client_indices]))
+    if samples is None or samples >= len(pooled):
+        return pooled
+    rng = np.random.default_rng(derive_seed(seed, 0xBA7C))
+    return np.sort(rng.choice(pooled, size=samples, replace=False))
+
+
+@torch.no_grad()
+def recalibrate_bn(
+    model: nn.Module,
+    data: FederatedData,
+    indices: np.ndarray,
+    batch_size: int,
+    precision: str = "fp32",
+    memory_format: str = "contiguous",
+) -> int:
+    """Replace the BatchNorm running statistics of `model` by those of its own weights.
+
+    One forward pass over the training samples `indices` (normalised, not augmented), every
+    BatchNorm layer in train mode with a cumulative average (momentum None), so the result
+    is the mean over batches of each batch's statistics, independent of what was stored.
+    The rest of the model runs in eval mode (no dropout). Returns the number of layers.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = [m for m in bns if m.track_running_stats and m.running_mean is not None]
+    if not bns:
+        return 0
+    use_memory_format(model, memory_format)
+    model.eval()
+    held = []
+    for m in bns:
+        held.append((m, m.momentum))
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).to(data.x_train.device)
+    try:
+        for i in range(0, len(idx), batch_size):
+            sel = idx[i : i + batch_size]
+            if len(sel) < 2 and i > 0:
+                continue  # a one-sample tail batch has no variance to add
+            x = _layout(_normalize(data, data.x_train[sel]), memory_format)
+            with autocast(x.device, precision):
+                model(x)
+    finally:
+        for m, momentum in held:
+            m.momentum = momentum
+            m.eval()
+    return len(bns)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
