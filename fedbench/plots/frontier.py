@@ -56,6 +56,8 @@ HEADLINE_COLUMNS = [
     "seeds",
     "acc_mean",
     "acc_sd",
+    "clients_acc_mean",
+    "clients_acc_sd",
     "fp32_acc_mean",
     "fp32_acc_sd",
     "total_bytes_mean",
@@ -146,6 +148,12 @@ def load_points(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
                 "method": cfg["method"]["name"],
                 "coder": coder_of(cfg),
                 "acc": float(s["final_acc"]) if s.get("final_acc") is not None else math.nan,
+                # the clients' model (bi: what they decoded), reported beside the server's
+                "clients_acc": (
+                    float(s["final_acc_clients"])
+                    if s.get("final_acc_clients") is not None
+                    else math.nan
+                ),
                 "total_bytes": float(s["total_bytes"]),
                 "ratio": float(s["compression_ratio"] or math.nan),
                 "sparsity_nominal": float(cfg["method"]["sparsity"]) if sparse else math.nan,
@@ -171,6 +179,7 @@ def operating_points(points: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
     for (ds, mo, st, label, variant), runs in sorted(groups.items()):
         runs = sorted(runs, key=lambda p: p["seed"])
         acc = np.array([p["acc"] for p in runs], dtype=np.float64)
+        clients = np.array([p.get("clients_acc", math.nan) for p in runs], dtype=np.float64)
         out.append(
             {
                 "dataset": ds,
@@ -183,6 +192,8 @@ def operating_points(points: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
                 "seeds": [p["seed"] for p in runs],
                 "acc_mean": float(acc.mean()),
                 "acc_sd": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                "clients_acc_mean": float(clients.mean()),
+                "clients_acc_sd": float(clients.std(ddof=1)) if len(clients) > 1 else 0.0,
                 "total_bytes_mean": float(np.mean([p["total_bytes"] for p in runs])),
                 "ratio_mean": float(np.mean([p["ratio"] for p in runs])),
                 "sparsity_nominal": runs[0]["sparsity_nominal"],
@@ -235,6 +246,8 @@ def _row(kind: str, p: Mapping[str, Any], ref: Mapping[str, Any]) -> dict[str, A
         "seeds": len(p["seeds"]),
         "acc_mean": p["acc_mean"],
         "acc_sd": p["acc_sd"],
+        "clients_acc_mean": p["clients_acc_mean"],
+        "clients_acc_sd": p["clients_acc_sd"],
         "fp32_acc_mean": ref["acc_mean"],
         "fp32_acc_sd": ref["acc_sd"],
         "total_bytes_mean": p["total_bytes_mean"],
@@ -340,6 +353,10 @@ def _fmt(v: Any) -> Any:
     return v
 
 
+def _pm(mean: float, sd: float) -> str:
+    return "" if math.isnan(mean) else f"{mean:.4f} +- {sd:.4f}"
+
+
 def _sparsity_cell(r: Mapping[str, Any]) -> str:
     if math.isnan(r["sparsity_nominal"]):
         return ""
@@ -367,16 +384,20 @@ def write_headline(
         "",
         f"Paper: up to {PAPER_RATIO:g}x less transmitted data (DeepCABAC). `coder`: nnc = "
         "DeepCABAC as standardized (bit-exact), sparse = this project's sparse mode, else "
-        "the method's own coder. `best_nnc`: the best DeepCABAC row coded with nnc both ways.",
+        "the method's own coder. `best_nnc`: the best DeepCABAC row coded with nnc both ways. "
+        "`acc` is the server model's (the rule's); `clients acc` the model the clients hold "
+        "(bi: the decoded broadcasts), shown beside it, not used by the rule.",
         "",
-        "| row | dataset | setting | method | knobs | coder | seeds | acc | fp32 acc "
-        "| total MB | ratio | paper | s nominal/measured |",
-        "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| row | dataset | setting | method | knobs | coder | seeds | acc | clients acc "
+        "| fp32 acc | total MB | ratio | paper | s nominal/measured |",
+        "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r['row']} | {r['dataset']} | {r['setting']} | {r['method']} | {r['knobs']} "
             f"| {r['coder']} | {r['seeds']} | {r['acc_mean']:.4f} +- {r['acc_sd']:.4f} "
+            f"| {_pm(r['clients_acc_mean'], r['clients_acc_sd'])} "
             f"| {r['fp32_acc_mean']:.4f} +- {r['fp32_acc_sd']:.4f} "
             f"| {r['total_bytes_mean'] / 1e6:.3f} | {r['ratio_mean']:.0f}x "
             f"| {r['paper_ratio']:.0f}x | {_sparsity_cell(r)} |"
