@@ -81,7 +81,7 @@ def test_no_frontier_section_no_frontier_job(tmp_path):
 
 
 def test_frontier_core_overlay_runs_a_subset_of_the_full_sweep(tmp_path):
-    """config/frontier_core.yaml over config/frontier.yaml: 10 PneumoniaMNIST points x 3 seeds,
+    """config/frontier_core.yaml over config/frontier.yaml: 11 PneumoniaMNIST points x 3 seeds,
     each run the same job (same folder) as in the full sweep, so the full sweep reuses it."""
     keys = ("dataset", "model", "setting", "method", "variant", "seed")
 
@@ -96,7 +96,7 @@ def test_frontier_core_overlay_runs_a_subset_of_the_full_sweep(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     stdout = result.stdout
     core = runs(dry_run_jobs(stdout))
-    assert len(core) == 30 and core <= full
+    assert len(core) == 33 and core <= full
     assert {(r[0], r[2]) for r in core} == {("pneumoniamnist", "bi")}
     cmd = _frontier_command(stdout)
     assert "--csv figures/headline_core.csv --md figures/headline_core.md" in cmd
