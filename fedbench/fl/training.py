@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -309,6 +310,29 @@ def _train_steps(
     return total / max(count, 1), opt.state_dict()
 
 
+def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorm layers of `model`."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextlib.contextmanager
+def _batchnorm_train_mode(
+    bns: list[nn.modules.batchnorm._BatchNorm], momentum: float | None
+) -> Iterator[None]:
+    """`bns` in train mode with `momentum` (None: cumulative average), then eval mode and
+    their own momentum again."""
+    held = [(m, m.momentum) for m in bns]
+    for m in bns:
+        m.train()
+        m.momentum = momentum
+    try:
+        yield
+    finally:
+        for m, old in held:
+            m.momentum = old
+            m.eval()
+
+
 def recalibration_indices(data: FederatedData, samples: int | None, seed: int) -> np.ndarray:
     """The clients' pooled training samples BatchNorm statistics are measured on.
 
@@ -338,20 +362,15 @@ def recalibrate_bn(
     is the mean over batches of each batch's statistics, independent of what was stored.
     The rest of the model runs in eval mode (no dropout). Returns the number of layers.
     """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    bns = [m for m in bns if m.track_running_stats and m.running_mean is not None]
+    bns = [m for m in _batchnorms(model) if m.track_running_stats and m.running_mean is not None]
     if not bns:
         return 0
     use_memory_format(model, memory_format)
     model.eval()
-    held = []
     for m in bns:
-        held.append((m, m.momentum))
         m.reset_running_stats()
-        m.momentum = None
-        m.train()
     idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).to(data.x_train.device)
-    try:
+    with _batchnorm_train_mode(bns, momentum=None):
         for i in range(0, len(idx), batch_size):
             sel = idx[i : i + batch_size]
             if len(sel) < 2 and i > 0:
@@ -359,10 +378,6 @@ def recalibrate_bn(
             x = _layout(_normalize(data, data.x_train[sel]), memory_format)
             with autocast(x.device, precision):
                 model(x)
-    finally:
-        for m, momentum in held:
-            m.momentum = momentum
-            m.eval()
     return len(bns)
 
 
@@ -391,22 +406,12 @@ def evaluate(
     else:
         xs, ys = data.x_test, data.y_test
     model.eval()
-    held = []
-    if bn_stats == "batch":
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                # train mode normalises with the batch; momentum 0 keeps the running buffers
-                held.append((m, m.momentum))
-                m.train()
-                m.momentum = 0.0
-    elif bn_stats != "running":
+    if bn_stats not in ("running", "batch"):
         raise ValueError(f"evaluate: bn_stats must be running or batch, got {bn_stats!r}")
-    try:
+    # batch: train mode normalises with the batch; momentum 0 keeps the running buffers
+    bns = list(_batchnorms(model)) if bn_stats == "batch" else []
+    with _batchnorm_train_mode(bns, momentum=0.0):
         return _evaluate(model, data, batch_size, xs, ys, precision, memory_format)
-    finally:
-        for m, momentum in held:
-            m.momentum = momentum
-            m.eval()
 
 
 def _evaluate(

@@ -354,6 +354,7 @@ def _fmt(v: Any) -> Any:
 
 
 def _pm(mean: float, sd: float) -> str:
+    """`mean +- sd` to 4 places; empty where there is no value (NaN)."""
     return "" if math.isnan(mean) else f"{mean:.4f} +- {sd:.4f}"
 
 
@@ -396,9 +397,9 @@ def write_headline(
     for r in rows:
         lines.append(
             f"| {r['row']} | {r['dataset']} | {r['setting']} | {r['method']} | {r['knobs']} "
-            f"| {r['coder']} | {r['seeds']} | {r['acc_mean']:.4f} +- {r['acc_sd']:.4f} "
+            f"| {r['coder']} | {r['seeds']} | {_pm(r['acc_mean'], r['acc_sd'])} "
             f"| {_pm(r['clients_acc_mean'], r['clients_acc_sd'])} "
-            f"| {r['fp32_acc_mean']:.4f} +- {r['fp32_acc_sd']:.4f} "
+            f"| {_pm(r['fp32_acc_mean'], r['fp32_acc_sd'])} "
             f"| {r['total_bytes_mean'] / 1e6:.3f} | {r['ratio_mean']:.0f}x "
             f"| {r['paper_ratio']:.0f}x | {_sparsity_cell(r)} |"
         )
