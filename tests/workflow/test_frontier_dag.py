@@ -81,8 +81,8 @@ def test_no_frontier_section_no_frontier_job(tmp_path):
 
 
 def test_frontier_core_overlay_runs_a_subset_of_the_full_sweep(tmp_path):
-    """config/frontier_core.yaml over config/frontier.yaml: 13 PneumoniaMNIST points x 3 seeds
-    (5 for fp32 and the three broadcast points), each run the same job (same folder) as in the
+    """config/frontier_core.yaml over config/frontier.yaml: 15 PneumoniaMNIST points x 3 seeds
+    (5 for fp32 and the four broadcast points), each run the same job (same folder) as in the
     full sweep, so the full sweep reuses it."""
     keys = ("dataset", "model", "setting", "method", "variant", "seed")
 
@@ -97,9 +97,9 @@ def test_frontier_core_overlay_runs_a_subset_of_the_full_sweep(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     stdout = result.stdout
     core = runs(dry_run_jobs(stdout))
-    assert len(core) == 47 and core <= full
+    assert len(core) == 55 and core <= full
     seeds = Counter(r[:5] for r in core)
-    assert sorted(seeds.values()) == [3] * 9 + [5] * 4
+    assert sorted(seeds.values()) == [3] * 10 + [5] * 5
     assert {(r[0], r[2]) for r in core} == {("pneumoniamnist", "bi")}
     cmd = _frontier_command(stdout)
     assert "--csv figures/headline_core.csv --md figures/headline_core.md" in cmd
