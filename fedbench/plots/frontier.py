@@ -320,11 +320,21 @@ def equal_bytes_notes(
 def _curves(
     raw_points: Sequence[Mapping[str, Any]], cell: tuple, methods: Sequence[str]
 ) -> dict[str, dict[int, list[tuple[float, float]]]]:
-    """Per method and seed, the (total bytes, final accuracy) points of one cell."""
+    """Per method and seed, the (total bytes, final accuracy) points of one cell.
+
+    A seed's curve is kept only where that seed ran every operating point (label, variant)
+    of the method in the cell: points run with extra seeds would otherwise pair a curve of
+    one or two points with another seed's whole sweep.
+    """
     curves: dict[str, dict[int, list[tuple[float, float]]]] = {m: {} for m in methods}
-    for p in raw_points:
-        if (p["dataset"], p["model"], p["setting"]) == cell and p["method"] in curves:
-            curves[p["method"]].setdefault(p["seed"], []).append((p["total_bytes"], p["acc"]))
+    for m in methods:
+        by_seed: dict[int, dict[tuple, tuple[float, float]]] = {}
+        for p in raw_points:
+            if (p["dataset"], p["model"], p["setting"]) == cell and p["method"] == m:
+                point = (p["label"], p["variant"])
+                by_seed.setdefault(p["seed"], {})[point] = (p["total_bytes"], p["acc"])
+        every = set().union(*by_seed.values()) if by_seed else set()
+        curves[m] = {s: list(pts.values()) for s, pts in by_seed.items() if set(pts) == every}
     return curves
 
 
@@ -448,7 +458,7 @@ def write_headline(
                 if n["n"] > 1
                 else "no interval, "
             )
-            + f"n = {n['n']} seeds"
+            + f"n = {n['n']} seeds (those with every point of both methods)"
         )
     if reach:
         lines += ["", "## Notes: bytes to reach the same accuracy (paired by seed)", ""]
@@ -462,7 +472,7 @@ def write_headline(
                 if n["n"] > 1
                 else "no interval, "
             )
-            + f"n = {n['n']} seeds"
+            + f"n = {n['n']} seeds (those with every point of both methods)"
         )
     Path(md_path).write_text("\n".join(lines) + "\n")
 

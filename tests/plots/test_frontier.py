@@ -273,13 +273,48 @@ def test_equal_bytes_notes_say_when_ranges_do_not_meet(tmp_path):
     """Both methods ran but their byte ranges are disjoint: a note says so (no silent gap)."""
     base = {"dataset": "d", "model": "m", "setting": "s", "seed": 0}
     raw = [
-        {**base, "method": "adf", "total_bytes": 1e3, "acc": 0.5},
-        {**base, "method": "adf", "total_bytes": 2e3, "acc": 0.6},
-        {**base, "method": "unscaled", "total_bytes": 1e5, "acc": 0.5},
-        {**base, "method": "unscaled", "total_bytes": 2e5, "acc": 0.6},
+        {**base, "method": m, "label": m, "variant": v, "total_bytes": b, "acc": a}
+        for m, v, b, a in [
+            ("adf", "s1", 1e3, 0.5),
+            ("adf", "s2", 2e3, 0.6),
+            ("unscaled", "s1", 1e5, 0.5),
+            ("unscaled", "s2", 2e5, 0.6),
+        ]
     ]
     (note,) = frontier.equal_bytes_notes(raw)
     assert "no byte range" in note["error"]
     md = tmp_path / "h.md"
     frontier.write_headline([], [note], tmp_path / "h.csv", md)
     assert "d m s: adf - unscaled: not compared (the curves share no byte range" in md.read_text()
+
+
+def test_paired_notes_leave_out_seeds_missing_a_point():
+    """Extra seeds of one point per method (5 seeds where the sweep has 3) must not pair a
+    one-point curve against another seed's sweep: only seeds with every point are paired."""
+    base = {"dataset": "d", "model": "m", "setting": "s"}
+
+    def pt(method, label, variant, seed, nbytes, acc):
+        return {**base, "method": method, "label": label, "variant": variant, "seed": seed,
+                "total_bytes": nbytes, "acc": acc}  # fmt: skip
+
+    raw = []
+    for s in (0, 1, 2):
+        raw += [pt("adf", "adf", "a", s, 1e3, 0.70 + s / 100),
+                pt("adf", "adf", "b", s, 1e5, 0.90),
+                pt("unscaled", "unscaled", "a", s, 1e3, 0.60),
+                pt("unscaled", "unscaled", "b", s, 1e5, 0.80)]  # fmt: skip
+    # one more point per method (another label) with seeds 0-4; seeds 3 and 4 ran only it,
+    # far apart in bytes: paired, they would leave the curves no common byte range
+    for s in (0, 1, 2, 3, 4):
+        raw += [pt("adf", "adf-down", "d", s, 5e4, 0.85),
+                pt("unscaled", "unscaled-down", "d", s, 2e3, 0.65)]  # fmt: skip
+    (note,) = frontier.equal_bytes_notes(raw)
+    assert "error" not in note
+    assert note["n"] == 3 and sorted(note["diffs"]) == [0, 1, 2]
+    assert note["bytes"] == pytest.approx(1e4)  # the middle of [1e3, 1e5] in log bytes
+    t_adf, t_uns = math.log(10) / math.log(50), math.log(5) / math.log(50)
+    for s, d in note["diffs"].items():
+        adf = 0.70 + s / 100 + (0.85 - 0.70 - s / 100) * t_adf
+        assert d == pytest.approx(adf - (0.65 + 0.15 * t_uns))
+    (reach,) = frontier.bytes_to_reach_notes(raw)
+    assert reach["n"] == 3 and sorted(reach["ratios"]) == [0, 1, 2]
