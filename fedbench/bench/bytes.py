@@ -92,7 +92,9 @@ def measure_update(
     raw["checkpoint"] = False
     # fp32 keeps only the shared method keys (the run's method options belong to its method)
     shared = {k: v for k, v in raw["method"].items() if k in _SHARED_KEYS}
-    raw["method"] = {**shared, "name": "fp32"}
+    # every class is measured as if sent, the running statistics too (the default, auto,
+    # recalibrates them under batch statistics and sends none)
+    raw["method"] = {**shared, "name": "fp32", "bn_stats": "send"}
     cfg = config_from_dict(raw)
     with tempfile.TemporaryDirectory() as tmp:
         run = FederatedRun(cfg, tmp, data=data, model_fn=model_fn)

@@ -168,7 +168,10 @@ method
   bn_stats_every (int>=1, 1)    DeepCABAC: send the BatchNorm running statistics in rounds
                                 k, 2k, ... only (zeros in between; held statistics carry no
                                 residual: round k's gap re-measures them).
-  bn_stats (send|local|recalibrate, send)  BatchNorm running statistics: send = transmitted
+  bn_stats (auto|send|local|recalibrate, auto)  BatchNorm running statistics: auto =
+                                recalibrate under train.bn_mode=batch (local training reads
+                                no running statistics), send otherwise (it reads them);
+                                resolved when the config is built. send = transmitted
                                 like any tensor (bn_stats_qp, bn_stats_every); local = never
                                 sent: each client keeps its own between rounds, and
                                 evaluation normalises with each test batch's statistics (the
@@ -262,7 +265,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "setting.initial_model": ("free", "charged"),
     "method.sparsifier": SPARSIFIERS,
     "method.codec_mode": ("nnc", "sparse"),
-    "method.bn_stats": ("send", "local", "recalibrate"),
+    "method.bn_stats": ("auto", "send", "local", "recalibrate"),
     "method.adf_position": ("auto", "weight", "output"),
 }
 
@@ -361,7 +364,7 @@ class MethodConfig:
     nonweight_sparsity: float = 0.0
     exact_sparsity: bool = False
     bn_stats_every: int = 1
-    bn_stats: str = "send"
+    bn_stats: str = "auto"
     bn_recalibrate_samples: int | None = 1024
     dq: bool = False
     param_opt: bool = False
@@ -625,7 +628,8 @@ def _validate(cfg: RunConfig) -> None:
     _check(
         m.bn_stats_every == 1 or m.bn_stats == "send",
         "method.bn_stats_every",
-        "sends the statistics every k rounds, so it needs method.bn_stats=send",
+        "sends the statistics every k rounds, so it needs method.bn_stats=send (the default, "
+        "auto, is recalibrate under train.bn_mode=batch)",
         m.bn_stats_every,
     )
     _check(
@@ -695,6 +699,11 @@ def _apply_regime(raw: dict[str, Any]) -> dict[str, Any]:
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     """Build and validate a RunConfig from a nested mapping (as loaded from YAML)."""
     cfg = _build(RunConfig, _apply_regime(raw), "")
+    if cfg.method.bn_stats == "auto":
+        # statistics travel only where local training reads them; elsewhere each evaluated
+        # model gets its own (sent ones broke high-sparsity runs: README, "BatchNorm
+        # statistics at high sparsity")
+        cfg.method.bn_stats = "recalibrate" if cfg.train.bn_mode == "batch" else "send"
     if cfg.method.options is None:  # no `method` section: the default method's defaults
         cfg.method.options = cfg.method_class.Options()
     from fedbench.fl.aggregation import get_strategy

@@ -28,6 +28,11 @@ def test_byte_table_adds_up_and_the_exact_knob_holds(data, tmp_path):
     report = run_bytes_bench(cfg, data=data, model_fn=tiny_model_fn)
     rows = {r["variant"]: r for r in report["rows"]}
     assert set(rows) == set(VARIANTS)
+    # every class is measured as sent, the running statistics too (under the default, auto,
+    # a run recalibrates them and sends none)
+    assert cfg.method.bn_stats == "recalibrate"
+    assert report["params_by_class"]["bn_stats"] > 0
+    assert all(r["bytes_bn_stats"] > 0 for r in rows.values())
     for r in rows.values():
         assert sum(r[f"bytes_{c}"] for c in CLASSES) == r["total_bytes"]
         assert r["ratio"] == pytest.approx(4 * report["params"] / r["total_bytes"])

@@ -8,13 +8,22 @@ import csv
 import numpy as np
 import pytest
 import torch
-from fltools import TinyNet, small_config, tiny_model_fn
+from fltools import TinyNet, tiny_model_fn
+from fltools import small_config as _small_config
 
 from fedbench.fl.adf import attach_adf, is_adf_name
 from fedbench.fl.aggregation import select_clients
 from fedbench.fl.checkpoint import CHECKPOINT, CheckpointMismatch
 from fedbench.fl.compressors import Fp32Compressor
 from fedbench.fl.loop import FederatedRun, run_fl
+
+
+def small_config(**sections):
+    """fltools.small_config with the BatchNorm running statistics sent (method.bn_stats=send):
+    these tests count them among the transmitted tensors. The default (auto: recalibrate under
+    batch statistics) sends none: tests/fl/test_bn_stats_recalibrate.py."""
+    method = {"bn_stats": "send", **(sections.pop("method", None) or {})}
+    return _small_config(method=method, **sections)
 
 
 def _model_params(adf: bool = False, nonweights: bool = True) -> int:

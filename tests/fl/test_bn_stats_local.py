@@ -54,9 +54,14 @@ def test_statistics_stay_on_the_clients_and_carry_over(synthetic_data, tmp_path,
 def test_summary_states_which_statistics_evaluation_used(synthetic_data, tmp_path):
     s = run_fl(_cfg(), tmp_path / "a", data=synthetic_data, model_fn=tiny_model_fn)
     assert s["bn_stats_eval"].startswith("test-batch statistics")
-    cfg = small_config(method={"name": "unscaled"}, train={"rounds": 1})
+    cfg = small_config(method={"name": "unscaled", "bn_stats": "send"}, train={"rounds": 1})
     s = run_fl(cfg, tmp_path / "b", data=synthetic_data, model_fn=tiny_model_fn)
     assert s["bn_stats_eval"] == "running statistics of the evaluated model"
+    # the default (auto) under batch statistics: recalibrated, and the summary says so
+    cfg = small_config(method={"name": "unscaled"}, train={"rounds": 1})
+    s = run_fl(cfg, tmp_path / "c", data=synthetic_data, model_fn=tiny_model_fn)
+    assert s["bn_stats_eval"].startswith("statistics of each evaluated model's own weights")
+    assert s["config"]["method"]["bn_stats"] == "recalibrate"
 
 
 def test_batch_statistics_evaluation_leaves_the_running_buffers(synthetic_data):

@@ -176,6 +176,7 @@ def test_the_round_loop_carries_every_class_residual_to_the_next_round(synthetic
             "bn_stats_qp": -8,
             "bias_qp": -16,
             "adf_qp": -16,
+            "bn_stats": "send",  # the statistics travel too (the default recalibrates them)
         },
         train={"rounds": 2},
     )
@@ -300,7 +301,9 @@ def test_bn_stats_every_k_rounds_sends_the_statistics_of_that_round():
 
 
 def test_bn_stats_every_k_in_the_round_loop(synthetic_data, tmp_path):
-    cfg = small_config(method={"name": "unscaled", "bn_stats_every": 2}, train={"rounds": 2})
+    cfg = small_config(
+        method={"name": "unscaled", "bn_stats": "send", "bn_stats_every": 2}, train={"rounds": 2}
+    )
     run = FederatedRun(cfg, tmp_path, data=synthetic_data, model_fn=tiny_model_fn)
     stats = [n for n in run.template if n.endswith(("running_mean", "running_var"))]
     decoded = []

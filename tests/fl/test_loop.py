@@ -179,10 +179,13 @@ def test_template_kinds_and_excluded_nonweights():
     from fedbench.fl.adf import attach_adf
 
     attach_adf(model)
-    tpl = build_template(model, small_config(method={"name": "adf"}))
+    tpl = build_template(model, small_config(method={"name": "adf", "bn_stats": "send"}))
     assert tpl["conv1.weight"].kind == "weight" and tpl["fc.weight"].kind == "weight"
     assert tpl["conv1.adf_scale"].kind == "fine" and tpl["bn1.running_var"].kind == "fine"
     assert "bn1.num_batches_tracked" not in tpl
+    # the default (auto = recalibrate under batch statistics) sends no running statistics
+    tpl = build_template(model, small_config(method={"name": "adf"}))
+    assert "bn1.running_var" not in tpl and tpl["bn1.weight"].kind == "fine"
     tpl2 = build_template(model, small_config(method={"name": "adf", "include_nonweights": False}))
     assert set(tpl2) == {
         "conv1.weight",

@@ -145,7 +145,7 @@ def test_bitstreams_travel_as_their_bytes():
                 "train": {"bn_mode": "running"},
             },
         ),
-        ("adf", "bi", {"method": {"bn_stats_every": 2, "bn_stats_qp": -8}}),
+        ("adf", "bi", {"method": {"bn_stats": "send", "bn_stats_every": 2, "bn_stats_qp": -8}}),
     ],
 )
 def test_server_and_clients_compute_the_simulators_numbers(tmp_path, method, direction, sections):
