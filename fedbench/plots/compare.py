@@ -23,6 +23,7 @@ __all__ = [
     "interpolate_at_bytes",
     "matched_bytes",
     "paired_bytes_to_reach",
+    "paired_difference",
     "paired_equal_bytes",
 ]
 
@@ -48,6 +49,17 @@ def _t_half_width(values: np.ndarray, confidence: float) -> float:
     from scipy.stats import t
 
     return float(t.ppf(0.5 + confidence / 2, n - 1)) * float(values.std(ddof=1)) / math.sqrt(n)
+
+
+def paired_difference(
+    a: Mapping[int, float], b: Mapping[int, float], confidence: float = 0.95
+) -> dict[str, float]:
+    """Mean of a[s] - b[s] over the seeds both have, its t-interval (NaN for n < 2), n."""
+    seeds = sorted(set(a) & set(b))
+    d = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
+    mean = float(d.mean()) if len(d) else float("nan")
+    half = _t_half_width(d, confidence)
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": len(d)}
 
 
 def interpolate_at_bytes(curve: Curve, nbytes: float) -> float:

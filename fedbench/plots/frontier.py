@@ -69,6 +69,12 @@ HEADLINE_COLUMNS = [
     "first_seed",
     "first_acc",
     "first_ratio",
+    # the point's accuracy minus fp32's, paired by seed (the seeds both ran): mean, 95 %
+    # t-interval, n; the rule compares means, this says how sure that comparison is
+    "fp32_diff_mean",
+    "fp32_diff_lo",
+    "fp32_diff_hi",
+    "fp32_diff_n",
 ]
 
 
@@ -206,6 +212,7 @@ def operating_points(points: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
                 "first_seed": runs[0]["seed"],
                 "first_acc": runs[0]["acc"],
                 "first_ratio": runs[0]["ratio"],
+                "seed_acc": {p["seed"]: p["acc"] for p in runs},
             }
         )
     return out
@@ -234,6 +241,9 @@ def _fp32(points: Sequence[Mapping[str, Any]], ds: str, mo: str, st: str) -> Map
 
 def _row(kind: str, p: Mapping[str, Any], ref: Mapping[str, Any]) -> dict[str, Any]:
     knobs = p["variant"] if p["label"] == p["method"] else f"{p['label']}:{p['variant']}"
+    from fedbench.plots.compare import paired_difference
+
+    diff = paired_difference(p.get("seed_acc", {}), ref.get("seed_acc", {}))
     return {
         "row": kind,
         "dataset": p["dataset"],
@@ -260,6 +270,10 @@ def _row(kind: str, p: Mapping[str, Any], ref: Mapping[str, Any]) -> dict[str, A
         "first_acc": p["first_acc"],
         "first_ratio": p["first_ratio"],
         "bytes_by_class": p["bytes_by_class"],
+        "fp32_diff_mean": diff["mean"],
+        "fp32_diff_lo": diff["lo"],
+        "fp32_diff_hi": diff["hi"],
+        "fp32_diff_n": diff["n"],
     }
 
 
@@ -433,11 +447,18 @@ def write_headline(
             if r["ratio_mean"] >= r["paper_ratio"]
             else f"is {r['paper_ratio'] / r['ratio_mean']:.1f}x short of"
         )
+        paired = (
+            f"; against fp32 paired by seed {100 * r['fp32_diff_mean']:+.2f} points, 95 % CI "
+            f"[{100 * r['fp32_diff_lo']:+.2f}, {100 * r['fp32_diff_hi']:+.2f}], "
+            f"n = {r['fp32_diff_n']}"
+            if r["fp32_diff_n"] > 1
+            else ""
+        )
         lines.append(
             f"- {r['row']} {r['dataset']} {r['setting']} ({r['method']}, {r['knobs']}, "
             f"{r['coder']}): "
             f"{r['ratio_mean']:.0f}x {verdict} the paper's {r['paper_ratio']:.0f}x; its bytes: "
-            f"{split}"
+            f"{split}{paired}"
         )
     lines += ["", "## Notes: equal-bytes comparison (paired by seed)", ""]
     if not notes:
