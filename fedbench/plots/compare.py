@@ -53,13 +53,23 @@ def _t_half_width(values: np.ndarray, confidence: float) -> float:
 
 def paired_difference(
     a: Mapping[int, float], b: Mapping[int, float], confidence: float = 0.95
-) -> dict[str, float]:
-    """Mean of a[s] - b[s] over the seeds both have, its t-interval (NaN for n < 2), n."""
-    seeds = sorted(set(a) & set(b))
-    d = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
-    mean = float(d.mean()) if len(d) else float("nan")
-    half = _t_half_width(d, confidence)
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": len(d)}
+) -> dict[str, Any]:
+    """a[s] - b[s] over the seeds both have (NaN values left out): mean, sd, the t-interval
+    lo/hi (sd and interval NaN for n < 2), n and the per-seed differences."""
+    diffs = {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
+    diffs = {s: d for s, d in diffs.items() if not math.isnan(d)}
+    vals = np.array(list(diffs.values()), dtype=np.float64)
+    n = len(vals)
+    mean = float(vals.mean()) if n else float("nan")
+    half = _t_half_width(vals, confidence)
+    return {
+        "mean": mean,
+        "sd": float(vals.std(ddof=1)) if n > 1 else float("nan"),
+        "lo": mean - half,
+        "hi": mean + half,
+        "n": n,
+        "diffs": diffs,
+    }
 
 
 def interpolate_at_bytes(curve: Curve, nbytes: float) -> float:
@@ -98,27 +108,12 @@ def paired_equal_bytes(
         raise ValueError("no seed has runs of both methods")
     if nbytes is None:
         nbytes = matched_bytes([a[s] for s in seeds] + [b[s] for s in seeds])
-    diffs = {}
-    for s in seeds:
-        d = interpolate_at_bytes(a[s], nbytes) - interpolate_at_bytes(b[s], nbytes)
-        if not math.isnan(d):
-            diffs[s] = d
-    n = len(diffs)
-    vals = np.array(list(diffs.values()), dtype=np.float64)
-    mean = float(vals.mean()) if n else float("nan")
-    sd = float(vals.std(ddof=1)) if n > 1 else float("nan")
-    half = _t_half_width(vals, confidence)
-    lo, hi = mean - half, mean + half
-    return {
-        "mean": mean,
-        "sd": sd,
-        "n": n,
-        "lo": lo,
-        "hi": hi,
-        "confidence": confidence,
-        "bytes": float(nbytes),
-        "diffs": diffs,
-    }
+    res = paired_difference(
+        {s: interpolate_at_bytes(a[s], nbytes) for s in seeds},
+        {s: interpolate_at_bytes(b[s], nbytes) for s in seeds},
+        confidence,
+    )
+    return {**res, "confidence": confidence, "bytes": float(nbytes)}
 
 
 def bytes_to_reach(curve: Curve, target: float) -> float:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from fedbench.layout import SUMMARY, parse_run_dir
+from fedbench.plots.compare import paired_bytes_to_reach, paired_difference, paired_equal_bytes
 
 CLASSES = ("weight", "bn_affine", "bn_stats", "bias", "adf", "other", "overhead")
 
@@ -241,9 +242,7 @@ def _fp32(points: Sequence[Mapping[str, Any]], ds: str, mo: str, st: str) -> Map
 
 def _row(kind: str, p: Mapping[str, Any], ref: Mapping[str, Any]) -> dict[str, Any]:
     knobs = p["variant"] if p["label"] == p["method"] else f"{p['label']}:{p['variant']}"
-    from fedbench.plots.compare import paired_difference
-
-    diff = paired_difference(p.get("seed_acc", {}), ref.get("seed_acc", {}))
+    diff = paired_difference(p["seed_acc"], ref["seed_acc"])
     return {
         "row": kind,
         "dataset": p["dataset"],
@@ -314,8 +313,6 @@ def equal_bytes_notes(
 ) -> list[dict[str, Any]]:
     """Per (dataset, model, setting): `paired_equal_bytes` of methods a vs b over the seeds'
     accuracy-vs-bytes curves (each seed's curve across the sweep points)."""
-    from fedbench.plots.compare import paired_equal_bytes
-
     out = []
     for cell in sorted({(p["dataset"], p["model"], p["setting"]) for p in raw_points}):
         curves = _curves(raw_points, cell, (a, b))
@@ -357,8 +354,6 @@ def bytes_to_reach_notes(
 ) -> list[dict[str, Any]]:
     """Per (dataset, model, setting) with both methods: `paired_bytes_to_reach`, the bytes
     each needs for the highest accuracy both reach on every seed (claim (3))."""
-    from fedbench.plots.compare import paired_bytes_to_reach
-
     out = []
     for cell in sorted({(p["dataset"], p["model"], p["setting"]) for p in raw_points}):
         curves = _curves(raw_points, cell, (a, b))
