@@ -64,7 +64,9 @@ def _frontier(args: argparse.Namespace) -> int:
     rows = frontier.headline_rows(points, args.tolerance)
     notes = frontier.equal_bytes_notes(raw)
     reach = frontier.bytes_to_reach_notes(raw)
-    frontier.write_headline(rows, notes, args.csv, args.md, args.tolerance, reach)
+    frontier.write_headline(
+        rows, notes, args.csv, args.md, args.tolerance, reach, frontier.point_rows(points)
+    )
     print(f"{len(raw)} runs, {len(points)} operating points -> {args.csv}, {args.md}")
     return 0
 

@@ -338,3 +338,23 @@ def test_headline_rows_carry_the_paired_difference_to_fp32(tmp_path):
     md = tmp_path / "h.md"
     frontier.write_headline(rows, [], tmp_path / "h.csv", md)
     assert f"against fp32 paired by seed {100 * mean:+.2f} points, 95 % CI" in md.read_text()
+
+
+def test_headline_lists_every_operating_point(tmp_path):
+    """The headline's last section: every point of the cell by ratio, with its paired
+    difference to fp32 (fp32's own cell empty), so that a table of the whole frontier comes
+    from the command."""
+    raw = frontier.load_points(_write(tmp_path / "runs"))
+    points = frontier.operating_points(raw)
+    rows = frontier.point_rows(points)
+    assert [r["ratio_mean"] for r in rows] == sorted(p[4] for p in POINTS)
+    assert {r["row"] for r in rows} == {"point"}
+    md = tmp_path / "h.md"
+    frontier.write_headline([], [], tmp_path / "h.csv", md, points=rows)
+    section = md.read_text().split("## All operating points")[1]
+    lines = [ln for ln in section.splitlines() if ln.startswith("| pneumoniamnist")]
+    assert len(lines) == len(POINTS)
+    # fp32 first (1x), no paired cell; stc last (1000x): 0.80/0.81/0.82 - 0.88/0.90/0.86
+    assert "| fp32 | base | fp32 | 3 | 0.8800 +- 0.0200 | 0.8700 +- 0.0200 |  |" in lines[0]
+    d = [0.80 - 0.88, 0.81 - 0.90, 0.82 - 0.86]
+    assert f"| {100 * sum(d) / 3:+.2f} [" in lines[-1] and "| 1000x |" in lines[-1]
