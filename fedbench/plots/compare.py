@@ -99,21 +99,39 @@ def paired_equal_bytes(
     """Mean accuracy difference A - B at matched total bytes, paired by seed.
 
     `a`, `b`: seed -> [(total bytes, accuracy), ...] over the sweep points. `nbytes`: where
-    to compare (None = `matched_bytes` of all the paired seeds' curves). Returns mean, sd,
-    n (paired seeds), the t-interval lo/hi (NaN for n < 2), the bytes, and the per-seed
-    differences.
+    to compare (None = `matched_bytes` of all the paired seeds' curves; where those share
+    no range, each seed's two curves are matched on their own). Returns mean, sd, n (paired
+    seeds), the t-interval lo/hi (NaN for n < 2), the bytes (their geometric mean when
+    matched per seed), `per_seed_bytes` (seed -> bytes, or None for one common value) and
+    the per-seed differences.
     """
     seeds = sorted(set(a) & set(b))
     if not seeds:
         raise ValueError("no seed has runs of both methods")
+    at: dict[int, float] | None = None
     if nbytes is None:
-        nbytes = matched_bytes([a[s] for s in seeds] + [b[s] for s in seeds])
+        try:
+            nbytes = matched_bytes([a[s] for s in seeds] + [b[s] for s in seeds])
+        except ValueError:
+            # A one-point curve (a single operating point of a method) has bytes that vary
+            # a little by seed, so no range is common to every seed; a seed's own pair of
+            # curves can still be compared at bytes both cover.
+            at = {}
+            for s in seeds:
+                try:
+                    at[s] = matched_bytes([a[s], b[s]])
+                except ValueError:
+                    continue
+            if not at:
+                raise
+            nbytes = float(np.exp(np.mean(np.log(list(at.values())))))
+    where = at if at is not None else dict.fromkeys(seeds, nbytes)
     res = paired_difference(
-        {s: interpolate_at_bytes(a[s], nbytes) for s in seeds},
-        {s: interpolate_at_bytes(b[s], nbytes) for s in seeds},
+        {s: interpolate_at_bytes(a[s], n) for s, n in where.items()},
+        {s: interpolate_at_bytes(b[s], n) for s, n in where.items()},
         confidence,
     )
-    return {**res, "confidence": confidence, "bytes": float(nbytes)}
+    return {**res, "confidence": confidence, "bytes": float(nbytes), "per_seed_bytes": at}
 
 
 def bytes_to_reach(curve: Curve, target: float) -> float:

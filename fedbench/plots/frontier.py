@@ -498,8 +498,13 @@ def write_headline(
             continue
         lines.append(
             f"- {n['dataset']} {n['model']} {n['setting']}: {n['a']} - {n['b']} at "
-            f"{n['bytes'] / 1e6:.3f} MB: "
-            f"{100 * n['mean']:+.2f} points, "
+            + (
+                f"each seed's own matched bytes (no range common to every seed; geometric "
+                f"mean {n['bytes'] / 1e6:.3f} MB): "
+                if n.get("per_seed_bytes")
+                else f"{n['bytes'] / 1e6:.3f} MB: "
+            )
+            + f"{100 * n['mean']:+.2f} points, "
             + (
                 f"{100 * n['confidence']:.0f} % CI [{100 * n['lo']:+.2f}, {100 * n['hi']:+.2f}], "
                 if n["n"] > 1

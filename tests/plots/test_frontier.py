@@ -60,6 +60,22 @@ def test_paired_equal_bytes_by_hand():
     assert r["n"] == 2 and r["diffs"] == pytest.approx({0: 0.1, 2: 0.3})
 
 
+def test_paired_equal_bytes_matches_one_point_curves_per_seed():
+    # one operating point of A per seed, its bytes varying by seed: no byte range is common
+    # to every seed, but each seed's A point lies inside that seed's B curve
+    a = {0: [(2e3, 0.8)], 1: [(4e3, 0.7)], 2: [(8e3, 0.9)], 3: [(5e5, 0.9)]}
+    b = {s: [(1e3, 0.5), (1e4, 0.6)] for s in range(4)}
+    r = paired_equal_bytes(a, b)
+    # seed 3's A point is outside its B curve: left out
+    assert r["per_seed_bytes"] == pytest.approx({0: 2e3, 1: 4e3, 2: 8e3})
+    assert r["bytes"] == pytest.approx(4e3)  # geometric mean
+    b_at = {s: 0.5 + 0.1 * math.log10(x / 1e3) for s, x in ((0, 2e3), (1, 4e3), (2, 8e3))}
+    assert r["diffs"] == pytest.approx({0: 0.8 - b_at[0], 1: 0.7 - b_at[1], 2: 0.9 - b_at[2]})
+    assert r["n"] == 3
+    # a common range keeps one common byte count
+    assert paired_equal_bytes(b, b)["per_seed_bytes"] is None
+
+
 def test_paired_equal_bytes_refuses_curves_without_a_common_range():
     with pytest.raises(ValueError, match="no byte range"):
         paired_equal_bytes({0: [(1, 0.5), (10, 0.6)]}, {0: [(100, 0.5), (1000, 0.6)]})
