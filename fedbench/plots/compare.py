@@ -12,6 +12,7 @@ reach it, as a ratio A / B paired by seed (t-interval on the log ratio).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -90,6 +91,20 @@ def matched_bytes(curves: Sequence[Curve]) -> float:
     return float(math.exp((lo + hi) / 2))
 
 
+def _matched_bytes_per_seed(
+    a: Mapping[int, Curve], b: Mapping[int, Curve], seeds: Sequence[int]
+) -> dict[int, float]:
+    """Per seed, `matched_bytes` of that seed's two curves; seeds whose curves do not meet
+    are left out (error if none meet)."""
+    at = {}
+    for s in seeds:
+        with contextlib.suppress(ValueError):
+            at[s] = matched_bytes([a[s], b[s]])
+    if not at:
+        raise ValueError("the curves share no byte range: no matched-bytes comparison")
+    return at
+
+
 def paired_equal_bytes(
     a: Mapping[int, Curve],
     b: Mapping[int, Curve],
@@ -116,14 +131,7 @@ def paired_equal_bytes(
             # A one-point curve (a single operating point of a method) has bytes that vary
             # a little by seed, so no range is common to every seed; a seed's own pair of
             # curves can still be compared at bytes both cover.
-            at = {}
-            for s in seeds:
-                try:
-                    at[s] = matched_bytes([a[s], b[s]])
-                except ValueError:
-                    continue
-            if not at:
-                raise
+            at = _matched_bytes_per_seed(a, b, seeds)
             nbytes = float(np.exp(np.mean(np.log(list(at.values())))))
     where = at if at is not None else dict.fromkeys(seeds, nbytes)
     res = paired_difference(
